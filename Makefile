@@ -1,0 +1,45 @@
+# pyctdb: every target sets up what it needs on a fresh Debian 12 machine (as root)
+# and can be run again.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT := apt-get -o DPkg::Lock::Timeout=600 -y -q
+# Debian packages: the interpreter the .deb runs on, and the lab's tools.
+DEB_PACKAGES := python3 python3-venv python3-dev iproute2 nftables procps psmisc dbus
+BENCH_DEB_PACKAGES := ctdb ethtool
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench lint clean apt
+
+$(STAMP): pyproject.toml
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive $(APT) update && \
+	  DEBIAN_FRONTEND=noninteractive $(APT) install --no-install-recommends $$missing; fi
+	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m ctdb.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	@missing=$$(for p in $(BENCH_DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $(APT) update && \
+	  DEBIAN_FRONTEND=noninteractive $(APT) install --no-install-recommends $$missing; \
+	  systemctl disable --now ctdb 2>/dev/null || true; fi
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

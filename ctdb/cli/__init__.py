@@ -1,0 +1,1 @@
+"""The ``ctdb`` admin command."""

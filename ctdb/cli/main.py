@@ -1,0 +1,525 @@
+"""The ``ctdb`` admin command: CTDB's command names, options and output shapes.
+
+Options may stand before or after the command, as with CTDB.  ``-X`` gives CTDB's
+machine-readable ``|``-separated layout (CTDB's own event scripts parse it),
+``--json`` a stable JSON document (``docs/cli.md``).  Exit codes: 0 success, 1 a
+failed command or no daemon, 2 bad usage.  Imports stay lean (no asyncio).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ctdb.errors import CtdbError, RemoteError, TransportError
+
+USAGE = """\
+Usage: ctdb [OPTIONS] COMMAND [ARGS]
+Options:
+  -n PNN|all        run the command on node PNN, or on all nodes
+  -X                machine-readable output, fields separated by '|'
+  -Y                same as -X
+  -x SEP            field separator for machine-readable output
+  --json            JSON output
+  -t SECONDS        per-request timeout (default 10)
+  -T SECONDS        maximum run time (ignored; each request has a deadline)
+  -d LEVEL          debug level (accepted for compatibility)
+  -h, --help        this help
+Commands:
+  ping              ping the daemon of a node
+  version           the version of pyctdb (with -n, of that node's daemon)
+  uptime            daemon start time and last recovery
+  pnn               the PNN of this node
+  status            the cluster's nodes and their state
+  nodestatus [all|PNN[,PNN...]]  state of nodes; the exit code is their flags
+  listnodes         the nodes file's addresses
+  getpid            the PID of ctdbd on a node
+  getdebug          the daemons' log level
+  setdebug LEVEL    set the daemons' log level
+"""
+
+# CTDB's node flag bits.
+DISCONNECTED = 0x01
+UNHEALTHY = 0x02
+PERMANENTLY_DISABLED = 0x04
+BANNED = 0x08
+DELETED = 0x10
+STOPPED = 0x20
+UNKNOWN = 0x40
+INACTIVE = DELETED | DISCONNECTED | BANNED | STOPPED
+
+
+class UsageError(Exception):
+    """Bad arguments: usage and exit code 2."""
+
+
+@dataclass
+class Options:
+    node: str | None = None
+    machine: bool = False
+    separator: str = "|"
+    json: bool = False
+    timeout: float = 10.0
+    command: str = ""
+    args: list[str] = field(default_factory=list)
+
+
+def parse(argv: list[str]) -> Options:
+    opts = Options()
+    rest: list[str] = []
+    it = iter(argv)
+
+    def value(flag: str) -> str:
+        try:
+            return next(it)
+        except StopIteration:
+            raise UsageError(f"option {flag} needs a value") from None
+
+    for arg in it:
+        if arg in ("-h", "--help", "-?"):
+            raise UsageError("")
+        if arg == "-n" or arg.startswith("--node"):
+            opts.node = arg.partition("=")[2] if "=" in arg else value(arg)
+        elif arg.startswith("-n") and len(arg) > 2:
+            opts.node = arg[2:]
+        elif arg in ("-X", "-Y"):
+            opts.machine = True
+        elif arg == "-x":
+            opts.separator = value(arg)
+        elif arg == "--json":
+            opts.json = True
+        elif arg in ("-t", "-T", "-d", "--timelimit", "--maxruntime", "--debug"):
+            text = value(arg)
+            if arg in ("-t", "--timelimit"):
+                try:
+                    opts.timeout = float(text)
+                except ValueError:
+                    raise UsageError(f"invalid timeout {text!r}") from None
+        elif arg.startswith("-") and arg != "-" and not rest:
+            raise UsageError(f"unknown option {arg}")
+        else:
+            rest.append(arg)
+    if not rest:
+        raise UsageError("no command given")
+    opts.command, opts.args = rest[0], rest[1:]
+    if opts.node is not None and opts.node != "all":
+        try:
+            if int(opts.node) < 0:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"invalid node {opts.node!r}: a PNN or 'all'") from None
+    return opts
+
+
+class Session:
+    """What a command needs: the configuration and a connection to the local daemon."""
+
+    def __init__(self, opts: Options) -> None:
+        from ctdb.config import load
+
+        self.opts = opts
+        self.config = load()
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from ctdb.transport.sync import SyncClient
+
+            self._client = SyncClient(self.config.conf.run_dir, self.opts.timeout)
+        return self._client
+
+    @property
+    def pnn(self) -> int:
+        return int(self.client.address.node)
+
+    def live_nodes(self) -> list[int]:
+        return [n.pnn for n in self.config.nodes if not n.deleted]
+
+    def targets(self) -> list[int]:
+        """The PNNs ``-n`` names (default: this node)."""
+        if self.opts.node is None:
+            return [self.pnn]
+        if self.opts.node == "all":
+            return self.live_nodes()
+        pnn = int(self.opts.node)
+        if pnn not in self.live_nodes():
+            raise CtdbError(f"Node {pnn} does not exist")
+        return [pnn]
+
+    def ask_all(self, service: int, body: Any) -> list[tuple[int, Any]]:
+        """Send *body* to *service* on every target at once; (pnn, reply or error)."""
+        from ctdb.protocol import Address
+
+        sent = []
+        for pnn in self.targets():
+            rid = self.client.send_request(Address(pnn, service), body)
+            sent.append((pnn, rid, time.monotonic()))
+        results: list[tuple[int, Any]] = []
+        deadline = time.monotonic() + self.opts.timeout
+        for pnn, rid, _ in sent:
+            try:
+                results.append((pnn, self.client.wait_reply(rid, deadline, f"node {pnn}")))
+            except CtdbError as exc:
+                results.append((pnn, exc))
+        return results
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _machine(opts: Options, *rows: list[Any]) -> None:
+    sep = opts.separator
+    for row in rows:
+        _out(sep + sep.join(str(v) for v in row) + sep)
+
+
+def _json(doc: Any) -> None:
+    _out(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def _node_error(pnn: int, exc: BaseException) -> str:
+    if isinstance(exc, RemoteError) and exc.code == 2:
+        return f"Node {pnn} is DISCONNECTED"
+    return f"node {pnn}: {exc}"
+
+
+# -- commands ---------------------------------------------------------------------
+def cmd_ping(s: Session) -> int:
+    from ctdb.protocol import PingRequest, Service
+
+    started = time.monotonic()
+    results = s.ask_all(Service.TRANSPORT, PingRequest())
+    elapsed = time.monotonic() - started
+    rc = 0
+    doc = []
+    for pnn, reply in results:
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            doc.append({"pnn": pnn, "ok": False, "error": str(reply)})
+            rc = 1
+            continue
+        doc.append({"pnn": pnn, "ok": True, "time": elapsed, "clients": reply.clients})
+        if not s.opts.json:
+            _out(f"response from {pnn} time={elapsed:.6f} sec  ({reply.clients} clients)")
+    if s.opts.json:
+        _json({"ping": doc})
+    return rc
+
+
+def cmd_version(s: Session) -> int:
+    import ctdb
+
+    if s.opts.node is None:
+        if s.opts.json:
+            _json({"version": ctdb.__version__})
+        else:
+            _out(ctdb.__version__)
+        return 0
+    from ctdb.protocol import Service, VersionRequest
+
+    rc = 0
+    doc = []
+    for pnn, reply in s.ask_all(Service.TRANSPORT, VersionRequest()):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+            continue
+        doc.append({"pnn": pnn, "version": reply.version,
+                    "protocol": [reply.protocol_min, reply.protocol_max]})
+        if not s.opts.json:
+            _out(reply.version if s.opts.node != "all" else f"{pnn}: {reply.version}")
+    if s.opts.json:
+        _json({"versions": doc})
+    return rc
+
+
+def _span(seconds: float) -> str:
+    total = max(0, int(seconds))
+    days, total = divmod(total, 86400)
+    hours, total = divmod(total, 3600)
+    minutes, secs = divmod(total, 60)
+    return f"({days:03d} {hours:02d}:{minutes:02d}:{secs:02d})"
+
+
+def cmd_uptime(s: Session) -> int:
+    from ctdb.protocol import Service, UptimeRequest
+
+    rc = 0
+    doc = []
+    for pnn, reply in s.ask_all(Service.TRANSPORT, UptimeRequest()):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+            continue
+        now = reply.current_time_us / 1e6
+        start = reply.start_time_us / 1e6
+        rec_start = reply.last_recovery_started_us / 1e6
+        rec_end = reply.last_recovery_finished_us / 1e6
+        doc.append({"pnn": pnn, "current_time": now, "start_time": start,
+                    "last_recovery_started": rec_start or None,
+                    "last_recovery_finished": rec_end or None})
+        if s.opts.json:
+            continue
+        _out(f"Current time of node {pnn:<4d}     :                {time.ctime(now)}")
+        _out(f"Ctdbd start time              : {_span(now - start)} {time.ctime(start)}")
+        last = rec_end or start
+        _out(f"Time of last recovery/failover: {_span(now - last)} {time.ctime(last)}")
+        _out(f"Duration of last recovery/failover: {max(0.0, rec_end - rec_start):.6f} seconds")
+    if s.opts.json:
+        _json({"uptime": doc})
+    return rc
+
+
+def cmd_pnn(s: Session) -> int:
+    if s.opts.node not in (None, str(s.pnn)):
+        raise CtdbError("Node cannot be specified for command pnn")
+    if s.opts.json:
+        _json({"pnn": s.pnn})
+    else:
+        _out(str(s.pnn))
+    return 0
+
+
+FLAG_WORDS = (
+    (DISCONNECTED, "DISCONNECTED"),
+    (UNKNOWN, "UNKNOWN"),
+    (PERMANENTLY_DISABLED, "DISABLED"),
+    (BANNED, "BANNED"),
+    (UNHEALTHY, "UNHEALTHY"),
+    (DELETED, "DELETED"),
+    (STOPPED, "STOPPED"),
+)
+
+
+def flags_text(flags: int) -> str:
+    """CTDB's flag words in CTDB's order, e.g. ``DISCONNECTED|INACTIVE``; ``OK`` if none."""
+    words = [word for bit, word in FLAG_WORDS if flags & bit]
+    if flags & INACTIVE:
+        words.append("INACTIVE")
+    return "|".join(words) or "OK"
+
+
+@dataclass
+class NodeRow:
+    pnn: int
+    address: str
+    flags: int
+
+
+def _nodemap(s: Session) -> list[NodeRow]:
+    """Every node with its flags, from the link states of this node's transport."""
+    from ctdb.protocol import NODE_CURRENT, Address, LinkStatusRequest, Service
+
+    reply = s.client.request(Address(NODE_CURRENT, Service.TRANSPORT), LinkStatusRequest(),
+                             s.opts.timeout)
+    rows = []
+    for link in reply.links:
+        flags = DELETED if link.deleted else (0 if link.connected else DISCONNECTED)
+        rows.append(NodeRow(link.pnn, link.address, flags))
+    return rows
+
+
+def _print_nodes(s: Session, rows: list[NodeRow], header: bool) -> None:
+    me = s.pnn
+    live = [r for r in rows if not r.flags & DELETED]
+    if s.opts.machine:
+        _machine(s.opts, ["Node", "IP", "Disconnected", "Unknown", "Banned", "Disabled",
+                          "Unhealthy", "Stopped", "Inactive", "PartiallyOnline", "ThisNode"])
+        for r in live:
+            f = r.flags
+            _machine(s.opts, [r.pnn, r.address] + [
+                int(bool(f & bit)) for bit in
+                (DISCONNECTED, UNKNOWN, BANNED, PERMANENTLY_DISABLED, UNHEALTHY, STOPPED)
+            ] + [int(bool(f & INACTIVE)), 0, "Y" if r.pnn == me else "N"])
+        return
+    if header:
+        deleted = len(rows) - len(live)
+        extra = f" (including {deleted} deleted nodes)" if deleted else ""
+        _out(f"Number of nodes:{len(rows)}{extra}")
+    for r in live:
+        this = " (THIS NODE)" if r.pnn == me else ""
+        _out(f"pnn:{r.pnn} {r.address:<16} {flags_text(r.flags)}{this}")
+
+
+def _rows_json(s: Session, rows: list[NodeRow]) -> list[dict[str, Any]]:
+    return [{"pnn": r.pnn, "address": r.address, "flags": r.flags,
+             "state": flags_text(r.flags), "this_node": r.pnn == s.pnn} for r in rows]
+
+
+def cmd_status(s: Session) -> int:
+    if s.opts.args:
+        raise UsageError("status takes no arguments")
+    rows = _nodemap(s)
+    active = [r.pnn for r in rows if not r.flags & INACTIVE]
+    if s.opts.json:
+        _json({"nodes": _rows_json(s, rows), "generation": None, "vnnmap": active,
+               "recovery_mode": "NORMAL", "leader": None})
+        return 0
+    _print_nodes(s, rows, header=True)
+    if s.opts.machine:
+        return 0
+    _out("Generation:INVALID")
+    _out(f"Size:{len(active)}")
+    for i, pnn in enumerate(active):
+        _out(f"hash:{i} lmaster:{pnn}")
+    _out("Recovery mode:NORMAL (0)")
+    _out("Leader:UNKNOWN")
+    return 0
+
+
+def cmd_nodestatus(s: Session) -> int:
+    rows = _nodemap(s)
+    arg = s.opts.args[0] if s.opts.args else None
+    if arg is None:
+        wanted = set(s.targets())
+    elif arg == "all":
+        wanted = {r.pnn for r in rows}
+    else:
+        wanted = set()
+        for part in arg.split(","):
+            if not part.isdigit():
+                raise CtdbError(f"Invalid node {part}")
+            if int(part) not in {r.pnn for r in rows}:
+                raise CtdbError(f"Node {part} does not exist")
+            wanted.add(int(part))
+    chosen = [r for r in rows if r.pnn in wanted]
+    if s.opts.json:
+        _json({"nodes": _rows_json(s, chosen)})
+    else:
+        _print_nodes(s, chosen, header=arg == "all")
+    status = 0
+    for r in chosen:
+        if not r.flags & DELETED:
+            status |= r.flags
+    return status & 0xFF
+
+
+def cmd_listnodes(s: Session) -> int:
+    if s.opts.node is not None:
+        raise CtdbError("Cannot specify node for command listnodes")
+    live = [n for n in s.config.nodes if not n.deleted]
+    if s.opts.json:
+        _json({"nodes": [{"pnn": n.pnn, "address": str(n.address)} for n in live]})
+    for n in live:
+        if s.opts.machine:
+            _machine(s.opts, [n.pnn, n.address])
+        elif not s.opts.json:
+            _out(str(n.address))
+    return 0
+
+
+def cmd_getpid(s: Session) -> int:
+    from ctdb.protocol import DaemonListRequest, Service
+
+    rc = 0
+    for pnn, reply in s.ask_all(Service.MASTERD, DaemonListRequest()):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+            continue
+        pid = next((d.pid for d in reply.daemons if d.name == "ctdbd"), 0)
+        _out(json.dumps({"pnn": pnn, "pid": pid}) if s.opts.json else str(pid))
+    return rc
+
+
+def cmd_getdebug(s: Session) -> int:
+    from ctdb.protocol import GetLogLevelRequest, Service
+
+    rc = 0
+    for pnn, reply in s.ask_all(Service.TRANSPORT, GetLogLevelRequest()):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+            continue
+        _out(json.dumps({"pnn": pnn, "level": reply.level}) if s.opts.json else reply.level)
+    return rc
+
+
+def cmd_setdebug(s: Session) -> int:
+    from ctdb.protocol import Service, SetLogLevelRequest
+
+    if len(s.opts.args) != 1:
+        raise UsageError("setdebug needs a LEVEL")
+    wanted = s.opts.args[0].upper()
+    names = ("ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
+    level = next((n for n in names if n.startswith(wanted)), None) if wanted else None
+    if level is None:
+        raise CtdbError(f"Invalid debug level '{s.opts.args[0]}'. "
+                        "Valid levels are: ERROR | WARNING | NOTICE | INFO | DEBUG")
+    rc = 0
+    for pnn, reply in s.ask_all(Service.TRANSPORT, SetLogLevelRequest(level)):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+    for pnn, reply in s.ask_all(Service.MASTERD, SetLogLevelRequest(level)):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+    return rc
+
+
+COMMANDS: dict[str, Callable[[Session], int]] = {
+    "ping": cmd_ping,
+    "version": cmd_version,
+    "uptime": cmd_uptime,
+    "pnn": cmd_pnn,
+    "status": cmd_status,
+    "nodestatus": cmd_nodestatus,
+    "listnodes": cmd_listnodes,
+    "getpid": cmd_getpid,
+    "getdebug": cmd_getdebug,
+    "setdebug": cmd_setdebug,
+}
+
+
+def _usage_exit(message: str) -> NoReturn:
+    if message:
+        print(f"ctdb: {message}", file=sys.stderr)
+    sys.stderr.write(USAGE)
+    raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts = parse(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        if not str(exc):
+            sys.stdout.write(USAGE)
+            return 0
+        _usage_exit(str(exc))
+    command = COMMANDS.get(opts.command)
+    if command is None:
+        print(f"Unknown command '{opts.command}'", file=sys.stderr)
+        return 2
+    session: Session | None = None
+    try:
+        session = Session(opts)
+        return command(session)
+    except UsageError as exc:
+        _usage_exit(str(exc))
+    except TransportError as exc:
+        path = Path(session.config.conf.run_dir) if session else Path("?")
+        print(f"Failed to connect to CTDB daemon ({path / 'transport.sock'})"
+              if "cannot connect" in str(exc) else str(exc), file=sys.stderr)
+        return 1
+    except CtdbError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        if session is not None:
+            session.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

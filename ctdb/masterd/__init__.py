@@ -1,0 +1,1 @@
+"""masterd: the node's process manager, the ``ctdbd`` command."""

@@ -1,0 +1,65 @@
+"""Entry point of one daemon child: ``python -m ctdb.masterd.child NAME``.
+
+masterd passes the write end of a pipe in ``CTDB_READY_FD``; the child writes one
+byte to it once it serves.  SIGTERM cancels the daemon, which then shuts down in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from ctdb import logs
+from ctdb.errors import CtdbError
+from ctdb.masterd import registry
+from ctdb.masterd.process import die_with_parent, set_process_name
+from ctdb.node import NodeContext
+
+log = logging.getLogger(__name__)
+
+
+def ready_callback() -> None:
+    fd = int(os.environ.pop("CTDB_READY_FD", "-1"))
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.write(fd, b"R")
+            os.close(fd)
+
+
+async def serve(runnable: registry.Runnable) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await runnable.run(ready_callback)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m ctdb.masterd.child DAEMON", file=sys.stderr)
+        return 2
+    spec = registry.find(args[0])
+    set_process_name(spec.process_name)
+    die_with_parent()
+    try:
+        node = NodeContext.load()
+        logs.setup(os.environ.get("CTDB_LOG_LOCATION") or node.config.conf.log_location,
+                   os.environ.get("CTDB_LOG_LEVEL") or node.config.conf.log_level,
+                   spec.process_name)
+        runnable = spec.create(node)
+    except CtdbError as exc:
+        print(f"{spec.process_name}: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(serve(runnable))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

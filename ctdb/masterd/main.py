@@ -1,0 +1,76 @@
+"""``ctdbd``: start a node from ``CTDB_BASE`` as CTDB's daemon does.
+
+``--foreground`` (or CTDB's ``--interactive``) stays attached, as systemd's
+Type=notify unit runs it; otherwise ctdbd detaches.  ``--single-process`` hosts every
+daemon as a task in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ctdb import logs
+from ctdb.errors import CtdbError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ctdbd", description="pyctdb cluster node daemon")
+    p.add_argument("--foreground", action="store_true", help="do not detach")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="do not detach and log to stderr")
+    p.add_argument("--single-process", action="store_true",
+                   help="host all daemons in one process")
+    p.add_argument("--base", type=Path, help="configuration directory (default $CTDB_BASE)")
+    return p.parse_args(argv)
+
+
+def _detach() -> None:
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    fd = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(fd, target)
+    os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from ctdb.masterd.masterd import run_node
+    from ctdb.masterd.process import set_process_name
+    from ctdb.node import NodeContext
+
+    try:
+        node = NodeContext.load(args.base)
+        if args.base is not None:
+            os.environ["CTDB_BASE"] = str(args.base)
+        location = "stderr" if args.interactive else node.config.conf.log_location
+        logs.setup(location, node.config.conf.log_level, "ctdbd")
+    except CtdbError as exc:
+        print(f"ctdbd: {exc}", file=sys.stderr)
+        return 1
+    if args.interactive:
+        os.environ["CTDB_LOG_LOCATION"] = "stderr"
+    if not (args.foreground or args.interactive):
+        _detach()
+    set_process_name("ctdbd")
+    node.run_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+    pidfile = node.run_dir / "ctdbd.pid"
+
+    def started() -> None:
+        pidfile.write_text(f"{os.getpid()}\n")
+
+    try:
+        return run_node(node, args.single_process, started)
+    finally:
+        if pidfile.exists() and pidfile.read_text().strip() == str(os.getpid()):
+            pidfile.unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""masterd: starts a node's daemons in order, watches them, stops them in reverse.
+
+Each daemon runs as a child process named ``ctdb-<name>`` (fault isolation, and a
+GIL each), or, with ``single_process``, as a task in this process.  A daemon that
+crashes is restarted with exponential backoff and the reason is logged.  masterd
+is itself a tdaemon (service MASTERD) so ``ctdb`` can ask it for its daemons, and it
+keeps systemd informed through sd_notify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctdb import logs
+from ctdb.masterd import sdnotify
+from ctdb.masterd.backoff import Backoff, describe_exit
+from ctdb.masterd.registry import DAEMONS, DaemonSpec, Runnable
+from ctdb.node import NodeContext
+from ctdb.protocol import (
+    DaemonInfo,
+    DaemonListReply,
+    DaemonListRequest,
+    KeyValue,
+    Message,
+    Service,
+)
+from ctdb.tdaemon import Daemon, handles
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass
+class Child:
+    """One supervised daemon and what masterd knows of it."""
+
+    spec: DaemonSpec
+    pid: int = 0
+    state: str = "STOPPED"
+    restarts: int = 0
+    failures: int = 0
+    started: float = 0.0
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[Any] | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Masterd(Daemon):
+    name = "masterd"
+    service = Service.MASTERD
+
+    def __init__(self, node: NodeContext, single_process: bool = False,
+                 daemons: tuple[DaemonSpec, ...] = DAEMONS, backoff: Backoff | None = None,
+                 child_env: dict[str, str] | None = None) -> None:
+        super().__init__(node.run_dir)
+        self.node = node
+        self.single_process = single_process
+        self.backoff = backoff or Backoff()
+        self.children = [Child(spec) for spec in daemons]
+        self.child_env = child_env or {}
+        self._stopping = False
+        self._node_stop = asyncio.Event()
+
+    # -- tdaemon -----------------------------------------------------------------
+    def shutdown(self) -> None:
+        """A ShutdownRequest stops the whole node."""
+        self._node_stop.set()
+
+    def status_items(self) -> list[KeyValue]:
+        return [KeyValue(c.spec.process_name, f"{c.state} pid {c.pid} restarts {c.restarts}")
+                for c in self.children]
+
+    @handles(DaemonListRequest)
+    def _daemons(self, _msg: Message) -> DaemonListReply:
+        return DaemonListReply([
+            DaemonInfo(c.spec.process_name, c.pid, c.state, c.restarts, int(c.started * 1e6))
+            for c in self.children
+        ] + [DaemonInfo("ctdbd", os.getpid(), self.state, 0, int(self.start_time * 1e6))])
+
+    # -- the node ----------------------------------------------------------------
+    async def serve(self) -> None:
+        """Run the node until SIGTERM or a shutdown request, then stop it in order."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._node_stop.set)
+        self.node.run_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self.node.state_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        sdnotify.notify(f"STATUS=Starting {len(self.children)} daemons")
+        own: asyncio.Task[None] | None = None
+        watchdog: asyncio.Task[None] | None = None
+        try:
+            for child in self.children:
+                child.task = loop.create_task(self._supervise(child))
+                await self._wait_ready(child)
+            own_ready = asyncio.Event()
+            own = loop.create_task(self.run(own_ready.set))
+            await asyncio.wait([own, loop.create_task(own_ready.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
+            if own.done():
+                own.result()
+            log.log(logs.NOTICE, "node %d: all %d daemons ready", self.node.pnn,
+                    len(self.children))
+            sdnotify.notify(f"READY=1\nSTATUS=Running: {len(self.children)} daemons")
+            interval = sdnotify.watchdog_interval()
+            if interval:
+                watchdog = loop.create_task(self._watchdog(interval))
+            await self._node_stop.wait()
+        finally:
+            self._stopping = True
+            sdnotify.notify("STOPPING=1\nSTATUS=Stopping")
+            log.log(logs.NOTICE, "node %d: shutting down", self.node.pnn)
+            for task in (watchdog, own):
+                if task is not None:
+                    Daemon.shutdown(self)
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            for child in reversed(self.children):
+                await self._stop_child(child)
+
+    async def _wait_ready(self, child: Child) -> None:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await child.ready.wait()
+        except TimeoutError:
+            raise RuntimeError(f"{child.spec.process_name} did not become ready") from None
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    async def _supervise(self, child: Child) -> None:
+        while not self._stopping:
+            child.state = "STARTING"
+            child.started = time.time()
+            began = time.monotonic()
+            try:
+                outcome = await (self._run_task(child) if self.single_process
+                                 else self._run_process(child))
+            except asyncio.CancelledError:
+                raise
+            if self._stopping:
+                break
+            ran_for = time.monotonic() - began
+            child.failures = self.backoff.next_failures(child.failures, ran_for)
+            delay = self.backoff.delay(child.failures)
+            child.state = "RESTARTING"
+            child.pid = 0
+            log.error("%s %s; restarting in %.2fs (failure %d)", child.spec.process_name,
+                      outcome, delay, child.failures)
+            sdnotify.notify(f"STATUS={child.spec.process_name} {outcome}, restarting")
+            await asyncio.sleep(delay)
+            child.restarts += 1
+        child.state = "STOPPED"
+
+    async def _run_process(self, child: Child) -> str:
+        rfd, wfd = os.pipe()
+        env = dict(os.environ, CTDB_READY_FD=str(wfd), **self.child_env)
+        env.setdefault("CTDB_BASE", str(self.node.config.base))
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ctdb.masterd.child", child.spec.name,
+                pass_fds=(wfd,), env=env, stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            os.close(wfd)
+        child.process = proc
+        child.pid = proc.pid
+        loop = asyncio.get_running_loop()
+
+        def on_ready() -> None:
+            with contextlib.suppress(OSError):
+                if os.read(rfd, 1):
+                    child.state = "RUNNING"
+                    child.ready.set()
+            loop.remove_reader(rfd)
+
+        loop.add_reader(rfd, on_ready)
+        try:
+            returncode = await proc.wait()
+        finally:
+            loop.remove_reader(rfd)
+            os.close(rfd)
+            child.process = None
+        return describe_exit(returncode)
+
+    async def _run_task(self, child: Child) -> str:
+        child.pid = os.getpid()
+
+        def ready() -> None:
+            child.state = "RUNNING"
+            child.ready.set()
+
+        try:
+            runnable: Runnable = child.spec.create(self.node)
+            await runnable.run(ready)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s failed", child.spec.process_name)
+            return f"failed: {exc}"
+        return "stopped by itself"
+
+    async def _stop_child(self, child: Child) -> None:
+        proc, task = child.process, child.task
+        child.state = "STOPPING"
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await proc.wait()
+            except TimeoutError:
+                log.error("%s did not stop within %.0fs; killing it", child.spec.process_name,
+                          STOP_TIMEOUT)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        child.state = "STOPPED"
+
+
+def run_node(node: NodeContext, single_process: bool,
+             on_started: Callable[[], None] | None = None) -> int:
+    """Run masterd on a fresh event loop; the exit code for ``ctdbd``."""
+
+    async def main() -> None:
+        if on_started is not None:
+            on_started()
+        await Masterd(node, single_process).serve()
+
+    try:
+        asyncio.run(main())
+    except RuntimeError as exc:
+        log.error("ctdbd failed: %s", exc)
+        return 1
+    return 0

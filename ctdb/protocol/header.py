@@ -1,0 +1,136 @@
+"""The fixed 48-byte frame header: constants, addresses and in-place routing helpers.
+
+Routers only need the header, so it can be validated and patched without touching the
+payload (``peek_header``, ``set_src``, ``set_dst``).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple
+
+from ctdb.errors import ProtocolError
+
+MAGIC = b"PCTD"
+VERSION = 1
+MIN_VERSION = 1
+HEADER_SIZE = 48
+MAX_MESSAGE = 64 * 1024 * 1024
+FRAGMENT_SIZE = 64 * 1024
+
+NODE_CURRENT = 0xF0000001
+NODE_ALL = 0xF0000002
+NODE_LEADER = 0xF0000003
+FIRST_CLIENT_SERVICE = 0x10000
+
+# magic, version, flags, header length, frame length, type, reserved,
+# src node, src service, dst node, dst service, request id, generation
+HEADER = struct.Struct(">4sBBHIHHIIIIQQ")  # HEADER_SIZE bytes
+_ADDR = struct.Struct(">II")
+_SRC_OFFSET = 16
+_DST_OFFSET = 24
+
+
+class Flag(enum.IntFlag):
+    """Header flag bits; unknown bits are kept so newer flags survive forwarding."""
+
+    REQUEST = 0x01
+    REPLY = 0x02
+    BROADCAST = 0x04
+
+
+# Building an IntFlag per frame is slow; every byte value is prebuilt once.
+FLAGS: tuple[Flag, ...] = tuple(Flag(i) for i in range(256))
+
+
+class Service(enum.IntEnum):
+    """Well-known service numbers on every node."""
+
+    TRANSPORT = 1
+    MASTERD = 2
+    CLUSTERD = 3
+    DATABASED = 4
+    EVENTD = 5
+    SERVICED = 6
+    FAILOVERD = 7
+    CONNTRACKD = 8
+    SUBSCRIBERS = 0xFFFFFFFF
+
+
+class Address(NamedTuple):
+    """A (node, service) endpoint; a tuple so it is cheap, hashable and a dict key."""
+
+    node: int
+    service: int
+
+
+class Header(NamedTuple):
+    """Every header field of one frame (reserved omitted)."""
+
+    version: int
+    flags: Flag
+    header_length: int
+    length: int
+    msg_type: int
+    src: Address
+    dst: Address
+    request_id: int
+    generation: int
+
+
+def check_prefix(magic: bytes, version: int, hlen: int, length: int) -> None:
+    """Validate the version-independent framing fields shared by every decoder."""
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}")
+    if version < MIN_VERSION:
+        raise ProtocolError(f"protocol version {version} is older than {MIN_VERSION}")
+    if hlen < HEADER_SIZE:
+        raise ProtocolError(f"header length {hlen} is below {HEADER_SIZE}")
+    if length < hlen:
+        raise ProtocolError(f"frame length {length} is shorter than its header ({hlen})")
+    if length > MAX_MESSAGE:
+        raise ProtocolError(f"frame length {length} exceeds {MAX_MESSAGE}")
+
+
+def peek_header(data: bytes | bytearray | memoryview) -> Header:
+    """Parse and validate the header only.
+
+    ``data`` may be just the first HEADER_SIZE bytes of a frame (a stream reader learns
+    the frame length this way); ``decode`` is what checks the length against the data.
+    """
+    try:
+        return _peek(data)
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError(f"invalid header: {exc!r}") from exc
+
+
+def _peek(data: bytes | bytearray | memoryview) -> Header:
+    if len(data) < HEADER_SIZE:
+        raise ProtocolError(f"frame of {len(data)} bytes is shorter than the header")
+    magic, ver, flags, hlen, length, mtype, _, sn, ss, dn, ds, rid, gen = HEADER.unpack_from(data)
+    check_prefix(magic, ver, hlen, length)
+    return Header(
+        ver, FLAGS[flags], hlen, length, mtype, Address(sn, ss), Address(dn, ds), rid, gen
+    )
+
+
+def _patch(buf: bytearray | memoryview, offset: int, addr: Address) -> None:
+    if len(buf) < HEADER_SIZE:
+        raise ProtocolError("buffer is shorter than a header")
+    try:
+        _ADDR.pack_into(buf, offset, addr[0], addr[1])
+    except Exception as exc:
+        raise ProtocolError(f"cannot patch address {addr!r}: {exc}") from exc
+
+
+def set_src(buf: bytearray | memoryview, addr: Address) -> None:
+    """Rewrite the source address of an encoded frame in place."""
+    _patch(buf, _SRC_OFFSET, addr)
+
+
+def set_dst(buf: bytearray | memoryview, addr: Address) -> None:
+    """Rewrite the destination address of an encoded frame in place."""
+    _patch(buf, _DST_OFFSET, addr)

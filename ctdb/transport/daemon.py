@@ -1,0 +1,426 @@
+"""transportd: routes every message of a node.
+
+Local daemons and clients connect to one root-only seqpacket socket in the run
+directory and register an address (node, service).  transportd routes frames by
+their header alone (payloads are decoded only for its own controls): to a local
+service, to the subscribers of a message type, or over an authenticated TCP link
+to another node, to all nodes, or to the current leader.  It never reassembles
+fragments, so large messages stream through without being buffered whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ctdb
+from ctdb import logs
+from ctdb.errors import ProtocolError
+from ctdb.protocol import (
+    FIRST_CLIENT_SERVICE,
+    Ack,
+    MIN_VERSION,
+    NODE_ALL,
+    NODE_CURRENT,
+    NODE_LEADER,
+    VERSION,
+    Address,
+    ErrorCode,
+    ErrorReply,
+    Flag,
+    GetLogLevelRequest,
+    Header,
+    KeyValue,
+    LinkInfo,
+    LinkStatusReply,
+    LinkStatusRequest,
+    LogLevelReply,
+    Message,
+    PingReply,
+    PingRequest,
+    Register,
+    Registered,
+    Service,
+    SetLeader,
+    SetLogLevelRequest,
+    StatusReply,
+    StatusRequest,
+    Subscribe,
+    Unsubscribe,
+    UptimeReply,
+    UptimeRequest,
+    VersionReply,
+    VersionRequest,
+    decode,
+    encode,
+    peek_header,
+    set_dst,
+    set_src,
+)
+from ctdb.transport import link as linkmod
+from ctdb.transport.core import socket_path
+from ctdb.transport.seqpacket import Connection, listen, peer_uid
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_LEADER = 0xFFFFFFFF
+
+@dataclass
+class TransportSettings:
+    """What transportd needs, independent of how the config was read."""
+
+    pnn: int
+    nodes: dict[int, str | None]  # PNN -> address; None for a deleted node
+    run_dir: Path
+    keys: list[bytes]
+    port: int = 4379
+    keepalive_interval: float = 1.0
+    keepalive_limit: int = 5
+
+
+@dataclass(eq=False)
+class _Local:
+    conn: Connection
+    service: int = 0
+    subscriptions: set[int] = field(default_factory=set)
+
+
+class Transportd:
+    """The router; ``run()`` serves until cancelled."""
+
+    def __init__(self, settings: TransportSettings) -> None:
+        self.settings = settings
+        self.pnn = settings.pnn
+        self.leader = UNKNOWN_LEADER
+        self.start_time = time.time()
+        self._locals: dict[Connection, _Local] = {}
+        self._services: dict[int, _Local] = {}
+        self._subscribers: dict[int, set[_Local]] = {}
+        self._client_ids = itertools.count(FIRST_CLIENT_SERVICE)
+        self._versions = (MIN_VERSION, VERSION)
+        self.links: dict[int, linkmod.PeerLink] = {}
+        self._host = settings.nodes[settings.pnn]
+        if self._host is None:
+            raise ValueError(f"this node (PNN {settings.pnn}) is deleted in the nodes file")
+        for pnn, host in settings.nodes.items():
+            if pnn != self.pnn and host is not None:
+                self.links[pnn] = linkmod.PeerLink(
+                    pnn,
+                    self.pnn,
+                    self._peer_frame,
+                    self._link_state,
+                    settings.keepalive_interval,
+                    settings.keepalive_limit,
+                )
+        self._by_host = {host: pnn for pnn, host in settings.nodes.items() if host is not None}
+
+    # -- life cycle --------------------------------------------------------------
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        lsock = listen(socket_path(s.run_dir))
+        loop.add_reader(lsock.fileno(), self._accept_local, lsock)
+        server = await asyncio.start_server(self._accept_peer, self._host, s.port,
+                                            reuse_address=True)
+        log.log(logs.NOTICE, "transport listening on %s:%d as node %d", self._host, s.port,
+                self.pnn)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for pnn, plink in self.links.items():
+                    if pnn > self.pnn:
+                        tg.create_task(self._dial_forever(plink))
+                if ready is not None:
+                    ready()
+                await asyncio.Event().wait()
+        finally:
+            loop.remove_reader(lsock.fileno())
+            lsock.close()
+            server.close()
+            for plink in self.links.values():
+                plink.close()
+            for local in list(self._locals.values()):
+                local.conn.close()
+
+    async def _dial_forever(self, plink: linkmod.PeerLink) -> None:
+        host = self.settings.nodes[plink.pnn]
+        assert host is not None
+        delay = 0.05
+        while True:
+            started = time.monotonic()
+            try:
+                await linkmod.dial(plink, host, self.settings.port, str(self._host),
+                                   self.settings.keys, self._versions,
+                                   self.settings.keepalive_interval)
+            except (OSError, TimeoutError, linkmod.AuthError, asyncio.IncompleteReadError) as exc:
+                log.debug("node %d: connect failed: %s", plink.pnn, exc)
+                if isinstance(exc, linkmod.AuthError):
+                    log.warning("node %d: refused: %s", plink.pnn, exc)
+            if time.monotonic() - started > 5:
+                delay = 0.05
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _accept_peer(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        await linkmod.accept(reader, writer, self.settings.keys, self.pnn, self._versions,
+                             self.settings.keepalive_interval, self._allowed_peer)
+
+    def _allowed_peer(self, host: str, pnn: int) -> linkmod.PeerLink | None:
+        if self._by_host.get(host) != pnn or pnn >= self.pnn:
+            return None
+        return self.links.get(pnn)
+
+    def _link_state(self, plink: linkmod.PeerLink, connected: bool) -> None:
+        if not connected and self.leader == plink.pnn:
+            log.log(logs.NOTICE, "lost the link to the leader, node %d", plink.pnn)
+
+    # -- local clients -----------------------------------------------------------
+    def _accept_local(self, lsock: socket.socket) -> None:
+        while True:
+            try:
+                sock, _ = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if peer_uid(sock) not in (0, os.getuid()):
+                log.warning("refused a local client that is not root")
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = Connection(sock, self._local_frame, self._local_closed)
+            self._locals[conn] = _Local(conn)
+
+    def _local_closed(self, conn: Connection) -> None:
+        local = self._locals.pop(conn, None)
+        if local is None:
+            return
+        if self._services.get(local.service) is local:
+            del self._services[local.service]
+        for t in local.subscriptions:
+            subs = self._subscribers.get(t)
+            if subs is not None:
+                subs.discard(local)
+
+    def _local_frame(self, conn: Connection, data: bytes) -> None:
+        local = self._locals.get(conn)
+        if local is None:
+            return
+        try:
+            hdr = peek_header(data)
+        except ProtocolError as exc:
+            log.warning("ignored a malformed message from local client %d: %s",
+                        local.service, exc)
+            return
+        if local.service == 0 and hdr.dst.service != Service.TRANSPORT:
+            log.warning("ignored a message from an unregistered local client")
+            return
+        buf = bytearray(data)
+        set_src(buf, Address(self.pnn, local.service))
+        self._route(hdr._replace(src=Address(self.pnn, local.service)), bytes(buf),
+                    None, local)
+
+    # -- routing -----------------------------------------------------------------
+    def _route(self, hdr: Header, frame: bytes, from_peer: int | None,
+               local: _Local | None = None) -> None:
+        node = hdr.dst.node
+        if node == NODE_LEADER:
+            if self.leader == UNKNOWN_LEADER:
+                self._error(hdr, ErrorCode.NO_LEADER, "no leader is known")
+                return
+            node = self.leader
+        if node == NODE_ALL:
+            if from_peer is None:
+                for plink in self.links.values():
+                    plink.send(frame, (hdr.src.service, hdr.dst.service))
+            self._deliver(hdr, frame, local)
+            return
+        if node in (NODE_CURRENT, self.pnn):
+            self._deliver(hdr, frame, local)
+            return
+        if from_peer is not None:
+            log.debug("node %d sent a frame for node %d; not relayed", from_peer, node)
+            return
+        plink = self.links.get(node)
+        if plink is None:
+            self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is not in the cluster")
+            return
+        if hdr.dst.node != node:
+            buf = bytearray(frame)
+            set_dst(buf, Address(node, hdr.dst.service))
+            frame = bytes(buf)
+        if not plink.send(frame, (hdr.src.service, hdr.dst.service)):
+            self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is disconnected")
+
+    def _deliver(self, hdr: Header, frame: bytes, sender: _Local | None) -> None:
+        service = hdr.dst.service
+        if service == Service.SUBSCRIBERS or hdr.flags & Flag.BROADCAST:
+            for sub in self._subscribers.get(hdr.msg_type, ()):
+                sub.conn.send(frame)
+            return
+        if service == Service.TRANSPORT:
+            self._control(hdr, frame, sender)
+            return
+        target = self._services.get(service)
+        if target is None:
+            self._error(hdr, ErrorCode.NO_SUCH_SERVICE,
+                        f"service {service} is not running on node {self.pnn}")
+            return
+        target.conn.send(frame)
+
+    def _peer_frame(self, plink: linkmod.PeerLink, frame: bytes) -> None:
+        try:
+            hdr = peek_header(frame)
+        except ProtocolError as exc:
+            log.warning("node %d: ignored a malformed frame: %s", plink.pnn, exc)
+            return
+        if hdr.src.node != plink.pnn:
+            log.warning("node %d: dropped a frame claiming to come from node %d",
+                        plink.pnn, hdr.src.node)
+            return
+        if hdr.dst.node == NODE_ALL or hdr.dst.node == self.pnn:
+            self._route(hdr, frame, plink.pnn)
+        elif hdr.dst.service == Service.TRANSPORT and hdr.msg_type == 0x0003:
+            return  # keepalive
+        else:
+            log.debug("node %d: frame for node %d dropped", plink.pnn, hdr.dst.node)
+
+    def _send(self, msg: Message) -> None:
+        frame = encode(msg)
+        self._route(peek_header(frame), frame, None)
+
+    def _error(self, hdr: Header, code: ErrorCode, text: str) -> None:
+        if not hdr.flags & Flag.REQUEST or hdr.flags & Flag.REPLY:
+            log.debug("undeliverable message type %#x: %s", hdr.msg_type, text)
+            return
+        if hdr.src.node == self.pnn and hdr.src.service == Service.TRANSPORT:
+            return
+        self._send(Message(
+            body=ErrorReply(int(code), text),
+            src=Address(self.pnn, Service.TRANSPORT),
+            dst=Address(hdr.src.node, hdr.src.service),
+            request_id=hdr.request_id,
+            flags=Flag.REPLY,
+        ))
+
+    # -- transportd's own controls -------------------------------------------------
+    def _control(self, hdr: Header, frame: bytes, sender: _Local | None) -> None:
+        if hdr.msg_type == 0x0003 or hdr.flags & Flag.REPLY:
+            return  # keepalive, or a stray reply
+        try:
+            msg = decode(frame)
+        except ProtocolError as exc:
+            log.warning("ignored a malformed control message: %s", exc)
+            self._error(hdr, ErrorCode.INVALID_MESSAGE, f"malformed message: {exc}")
+            return
+        body = msg.body
+        reply: object | None
+        if isinstance(body, Register):
+            reply = self._register(sender, body)
+        elif isinstance(body, Subscribe | Unsubscribe):
+            self._subscribe(sender, body)
+            reply = Ack()
+        elif isinstance(body, SetLeader):
+            if sender is None or sender.service != Service.CLUSTERD:
+                self._error(hdr, ErrorCode.REFUSED, "only the local clusterd sets the leader")
+                return
+            self.leader = body.leader
+            reply = Ack()
+        elif isinstance(body, PingRequest):
+            reply = PingReply(clients=len(self._locals))
+        elif isinstance(body, VersionRequest):
+            reply = VersionReply(ctdb.__version__, MIN_VERSION, VERSION)
+        elif isinstance(body, UptimeRequest):
+            now = time.time()
+            reply = UptimeReply(int(now * 1e6), int(self.start_time * 1e6), 0, 0)
+        elif isinstance(body, LinkStatusRequest):
+            reply = self._link_status()
+        elif isinstance(body, StatusRequest):
+            reply = self._status()
+        elif isinstance(body, GetLogLevelRequest):
+            reply = LogLevelReply(logs.level_name(logging.getLogger().level))
+        elif isinstance(body, SetLogLevelRequest):
+            try:
+                logging.getLogger().setLevel(logs.level_number(body.level))
+            except ValueError as exc:
+                self._error(hdr, ErrorCode.INVALID_MESSAGE, str(exc))
+                return
+            reply = LogLevelReply(logs.level_name(logging.getLogger().level))
+        else:
+            self._error(hdr, ErrorCode.UNKNOWN_MESSAGE,
+                        f"transport does not handle message type {hdr.msg_type:#x}")
+            return
+        if reply is not None and hdr.flags & Flag.REQUEST:
+            # A registration is answered at the address it just assigned.
+            to = sender.service if isinstance(body, Register) and sender else hdr.src.service
+            self._send(Message(
+                body=reply,
+                src=Address(self.pnn, Service.TRANSPORT),
+                dst=Address(hdr.src.node, to),
+                request_id=hdr.request_id,
+                flags=Flag.REPLY,
+            ))
+
+    def _register(self, sender: _Local | None, body: Register) -> Registered | None:
+        if sender is None:
+            return None
+        service = body.service or next(self._client_ids)
+        old = self._services.get(service)
+        if old is not None and old is not sender:
+            # A restarted daemon takes its address back from its dead predecessor.
+            log.info("service %d re-registered; dropping the older connection", service)
+            old.conn.close()
+        if sender.service and self._services.get(sender.service) is sender:
+            del self._services[sender.service]
+        sender.service = service
+        self._services[service] = sender
+        self._subscribe(sender, Subscribe(list(body.subscriptions)))
+        return Registered(self.pnn, service)
+
+    def _subscribe(self, sender: _Local | None, body: Subscribe | Unsubscribe) -> None:
+        if sender is None:
+            return
+        for t in body.types:
+            subs = self._subscribers.setdefault(t, set())
+            if isinstance(body, Subscribe):
+                subs.add(sender)
+                sender.subscriptions.add(t)
+            else:
+                subs.discard(sender)
+                sender.subscriptions.discard(t)
+
+    def _link_status(self) -> LinkStatusReply:
+        links = []
+        for pnn, host in sorted(self.settings.nodes.items()):
+            if pnn == self.pnn:
+                links.append(LinkInfo(pnn, host or "", True, False, int(self.start_time * 1e6)))
+                continue
+            plink = self.links.get(pnn)
+            if plink is None:
+                links.append(LinkInfo(pnn, host or "", False, True, 0))
+            else:
+                links.append(LinkInfo(pnn, host or "", plink.connected, False,
+                                      int(plink.since * 1e6)))
+        return LinkStatusReply(self.pnn, links)
+
+    def _status(self) -> StatusReply:
+        up = sum(1 for p in self.links.values() if p.connected)
+        items = [
+            KeyValue("pnn", str(self.pnn)),
+            KeyValue("links up", f"{up}/{len(self.links)}"),
+            KeyValue("local clients", str(len(self._locals))),
+            KeyValue("dropped frames", str(sum(p.dropped_frames for p in self.links.values()))),
+            KeyValue("leader", "unknown" if self.leader == UNKNOWN_LEADER else str(self.leader)),
+        ]
+        return StatusReply("transport", os.getpid(), "RUNNING", items)
+
+
+def close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -1,0 +1,25 @@
+"""transportd's factory for masterd: settings from the node's configuration."""
+
+from __future__ import annotations
+
+from ctdb.node import NodeContext
+from ctdb.transport.auth import load_keys
+from ctdb.transport.daemon import TransportSettings, Transportd
+
+
+def settings_for(node: NodeContext) -> TransportSettings:
+    conf = node.config.conf
+    return TransportSettings(
+        pnn=node.pnn,
+        nodes={n.pnn: (None if n.deleted or n.address is None else str(n.address))
+               for n in node.config.nodes},
+        run_dir=node.run_dir,
+        keys=load_keys(conf.key_file),
+        port=conf.port,
+        keepalive_interval=0.5,
+        keepalive_limit=4,
+    )
+
+
+def create(node: NodeContext) -> Transportd:
+    return Transportd(settings_for(node))

@@ -1,0 +1,364 @@
+"""transportd on real sockets: local seqpacket clients and authenticated TCP links.
+
+The nodes run in this process, in a network namespace the test creates, on
+198.18.0.0/15 addresses; a man-in-the-middle proxy injects forged and replayed frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ctdb.errors import RemoteError
+from ctdb.protocol import (
+    HEADER_SIZE,
+    NODE_ALL,
+    NODE_CURRENT,
+    Address,
+    EchoReply,
+    EchoRequest,
+    ErrorCode,
+    Message,
+    PingReply,
+    PingRequest,
+    Service,
+    StatusReply,
+    StatusRequest,
+)
+from ctdb.transport.auth import MAC_SIZE
+from ctdb.transport.client import Client
+from ctdb.transport.core import socket_path
+from ctdb.transport.daemon import TransportSettings, Transportd
+from ctdb.sandbox import netns
+
+KEY = [b"test-cluster-key-0123456789abcdef"]
+OTHER_KEY = [b"another-key-0123456789abcdef0123"]
+ECHO = 0x9001
+PORT = 4379
+ADDRS = ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.12", "198.18.0.50"]
+PROXY = "198.18.0.12"
+ECHO_TYPE = Message(body=EchoRequest(b"")).msg_type
+
+
+@pytest.fixture
+def lab() -> Iterator[None]:
+    """This test's own network namespace, entered by the test's thread."""
+    netns.clean_stale()
+    with netns.entered(netns.unique("t"), [f"{a}/32" for a in ADDRS]):
+        yield
+
+
+class Nodes:
+    """Transportd instances of one test, each in its own run directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.daemons: dict[int, Transportd] = {}
+
+    def run_dir(self, pnn: int) -> Path:
+        return self.root / f"n{pnn}"
+
+    async def start(self, pnn: int, nodes: dict[int, str | None] | None = None,
+                    keys: list[bytes] = KEY) -> Transportd:
+        nodes = nodes or {0: ADDRS[0], 1: ADDRS[1], 2: ADDRS[2]}
+        settings = TransportSettings(pnn, nodes, self.run_dir(pnn), keys, PORT,
+                                     keepalive_interval=0.2, keepalive_limit=5)
+        daemon = Transportd(settings)
+        ready = asyncio.Event()
+        self.tasks[pnn] = asyncio.create_task(daemon.run(ready.set))
+        async with asyncio.timeout(5):
+            await ready.wait()
+        self.daemons[pnn] = daemon
+        return daemon
+
+    async def stop(self, pnn: int) -> None:
+        task = self.tasks.pop(pnn)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def stop_all(self) -> None:
+        for pnn in list(self.tasks):
+            await self.stop(pnn)
+
+
+@pytest.fixture
+async def nodes(lab: None, tmp_path: Path) -> AsyncIterator[Nodes]:
+    n = Nodes(tmp_path)
+    yield n
+    await n.stop_all()
+
+
+async def echo_service(run_dir: Path, service: int = ECHO) -> tuple[Client, list[Message]]:
+    seen: list[Message] = []
+    holder: list[Client] = []
+
+    def on_message(msg: Message) -> None:
+        seen.append(msg)
+        if isinstance(msg.body, EchoRequest):
+            holder[0].reply(msg, EchoReply(msg.body.data))
+
+    client = await Client.connect(run_dir, service, on_message=on_message)
+    holder.append(client)
+    return client, seen
+
+
+async def until(what: str, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+    async with asyncio.timeout(timeout):
+        while not await cond():
+            await asyncio.sleep(0.02)
+    assert what
+
+
+async def can_ping(client: Client, pnn: int) -> bool:
+    try:
+        await client.request(Address(pnn, Service.TRANSPORT), PingRequest(), timeout=0.5)
+    except (RemoteError, TimeoutError):
+        return False
+    return True
+
+
+async def test_local_request_and_remote_request(nodes: Nodes) -> None:
+    for pnn in range(3):
+        await nodes.start(pnn)
+    client = await Client.connect(nodes.run_dir(0))
+    assert client.address.node == 0
+    reply = await client.request(Address(NODE_CURRENT, Service.TRANSPORT), PingRequest())
+    assert isinstance(reply, PingReply)
+    assert reply.clients == 1
+    await until("links up", lambda: can_ping(client, 2))
+    status = await client.request(Address(2, Service.TRANSPORT), StatusRequest())
+    assert isinstance(status, StatusReply)
+    assert dict((kv.key, kv.value) for kv in status.items)["pnn"] == "2"
+    await client.close()
+
+
+async def test_missing_service_and_disconnected_node_fail_fast(nodes: Nodes) -> None:
+    await nodes.start(0)
+    client = await Client.connect(nodes.run_dir(0))
+    with pytest.raises(RemoteError) as err:
+        await client.request(Address(0, ECHO), EchoRequest(b"x"), timeout=5)
+    assert err.value.code == ErrorCode.NO_SUCH_SERVICE
+    with pytest.raises(RemoteError) as err:
+        await client.request(Address(1, ECHO), EchoRequest(b"x"), timeout=5)
+    assert err.value.code == ErrorCode.NODE_DISCONNECTED
+    await client.close()
+
+
+async def test_broadcast_reaches_subscribers_on_every_node(nodes: Nodes) -> None:
+    for pnn in range(3):
+        await nodes.start(pnn)
+    got: dict[int, list[Message]] = {0: [], 1: [], 2: []}
+    subs = [await Client.connect(nodes.run_dir(p), subscriptions=[ECHO_TYPE],
+                                 on_message=got[p].append) for p in range(3)]
+    sender = await Client.connect(nodes.run_dir(1))
+    await until("links up", lambda: can_ping(sender, 0))
+    await until("links up", lambda: can_ping(sender, 2))
+    sender.publish(EchoRequest(b"hello"), NODE_ALL)
+    await until("all got it", _all_got(got))
+    assert all(m[0].src.node == 1 for m in got.values())
+    for c in [*subs, sender]:
+        await c.close()
+
+
+def _all_got(got: dict[int, list[Message]]):  # noqa: ANN202
+    async def check() -> bool:
+        return all(got.values())
+
+    return check
+
+
+async def test_subscriptions_survive_transportd_restart(nodes: Nodes) -> None:
+    await nodes.start(0)
+    await nodes.start(1)
+    got: list[Message] = []
+    sub = await Client.connect(nodes.run_dir(0), subscriptions=[ECHO_TYPE],
+                               on_message=got.append)
+    sender = await Client.connect(nodes.run_dir(1))
+    await nodes.stop(0)
+    await until("client notices", lambda: _false(sub.connected))
+    await nodes.start(0)
+    await sub.wait_connected(5)
+    await until("links up", lambda: can_ping(sender, 0))
+    sender.publish(EchoRequest(b"after restart"), NODE_ALL)
+    await until("delivered", lambda: _true(bool(got)))
+    assert got[0].body == EchoRequest(b"after restart")
+    await sub.close()
+    await sender.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _false(value: bool) -> bool:
+    return not value
+
+
+async def test_16_mib_message_crosses_while_pings_answer(nodes: Nodes) -> None:
+    for pnn in range(2):
+        await nodes.start(pnn)
+    echo, _ = await echo_service(nodes.run_dir(1))
+    client = await Client.connect(nodes.run_dir(0))
+    pinger = await Client.connect(nodes.run_dir(0))
+    await until("link up", lambda: can_ping(client, 1))
+    payload = os.urandom(16 * 1024 * 1024)
+    transfer = asyncio.create_task(
+        client.request(Address(1, ECHO), EchoRequest(payload), timeout=60))
+    answered = 0
+    while not transfer.done():
+        await pinger.request(Address(1, Service.TRANSPORT), PingRequest(), timeout=5)
+        answered += 1
+    reply = await transfer
+    assert reply.data == payload
+    assert answered >= 3, "pings should interleave with the 16 MiB transfer"
+    for c in (echo, client, pinger):
+        await c.close()
+
+
+async def test_malformed_local_message_is_logged_and_ignored(
+        nodes: Nodes, caplog: pytest.LogCaptureFixture) -> None:
+    await nodes.start(0)
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    raw.connect(str(socket_path(nodes.run_dir(0))))
+    caplog.set_level(logging.WARNING)
+    for junk in (b"", b"garbage", b"PCTD" + b"\xff" * 60, os.urandom(200)):
+        if junk:
+            raw.send(junk)
+    client = await Client.connect(nodes.run_dir(0))
+    await until("logged", lambda: _true("malformed" in caplog.text))
+    assert isinstance(await client.request(Address(0, Service.TRANSPORT), PingRequest()),
+                      PingReply)
+    raw.close()
+    await client.close()
+
+
+# -- authentication ----------------------------------------------------------------
+class Proxy:
+    """A TCP man in the middle between node 0 (dialer) and node 1 (acceptor).
+
+    It forwards bytes both ways, records the frames node 0 sends after the handshake
+    and can inject raw bytes towards node 1.
+    """
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.to_acceptor: asyncio.StreamWriter | None = None
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._client, PROXY, PORT)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(ADDRS[1], PORT,
+                                                             local_addr=(ADDRS[0], 0))
+        self.to_acceptor = up_writer
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        async def dialer_side() -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                size = await reader.readexactly(2)
+                hello = await reader.readexactly(int.from_bytes(size, "big"))
+                up_writer.write(size + hello)
+                up_writer.write(await reader.readexactly(32))  # the dialer's proof
+                while True:
+                    header = await reader.readexactly(HEADER_SIZE)
+                    length = int.from_bytes(header[8:12], "big")
+                    rest = await reader.readexactly(length - HEADER_SIZE + MAC_SIZE)
+                    self.frames.append(header + rest)
+                    up_writer.write(header + rest)
+                    await up_writer.drain()
+            up_writer.close()
+
+        await asyncio.gather(dialer_side(), pump(up_reader, writer))
+
+    def close(self) -> None:
+        if self.server:
+            self.server.close()
+
+
+async def test_forged_and_replayed_frames_are_dropped(
+        nodes: Nodes, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    proxy = Proxy()
+    await proxy.start()
+    await nodes.start(0, {0: ADDRS[0], 1: PROXY})
+    await nodes.start(1, {0: ADDRS[0], 1: ADDRS[1]})
+    echo, seen = await echo_service(nodes.run_dir(1))
+    client = await Client.connect(nodes.run_dir(0))
+    await until("link up", lambda: can_ping(client, 1))
+    await client.request(Address(1, ECHO), EchoRequest(b"genuine"))
+    assert len(seen) == 1
+    recorded = next(f for f in proxy.frames if b"genuine" in f)
+    assert proxy.to_acceptor is not None
+    proxy.to_acceptor.write(recorded)  # replay
+    forged = bytearray(recorded)
+    forged[-MAC_SIZE - 1] ^= 0xFF      # tamper with the payload, keep the old MAC
+    proxy.to_acceptor.write(bytes(forged))
+    forged_mac = recorded[:-MAC_SIZE] + os.urandom(MAC_SIZE)
+    proxy.to_acceptor.write(forged_mac)
+    await until("drops logged", lambda: _true(caplog.text.count("failed authentication") >= 3))
+    assert len(seen) == 1, "no forged or replayed frame may be delivered"
+    assert nodes.daemons[1].links[0].dropped_frames == 3
+    # The link survives and keeps carrying genuine traffic.
+    assert (await client.request(Address(1, ECHO), EchoRequest(b"again"))).data == b"again"
+    assert len(seen) == 2
+    proxy.close()
+    for c in (echo, client):
+        await c.close()
+
+
+async def test_wrong_key_never_delivers(nodes: Nodes, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    await nodes.start(0)
+    await nodes.start(1, keys=OTHER_KEY)
+    echo, seen = await echo_service(nodes.run_dir(0))
+    rogue = await Client.connect(nodes.run_dir(1))
+    await until("refusal logged", lambda: _true("refused" in caplog.text))
+    with pytest.raises(RemoteError) as err:
+        await rogue.request(Address(0, ECHO), EchoRequest(b"let me in"), timeout=2)
+    assert err.value.code == ErrorCode.NODE_DISCONNECTED
+    assert seen == []
+    assert not nodes.daemons[0].links[1].connected
+    for c in (echo, rogue):
+        await c.close()
+
+
+async def test_key_rotation_two_valid_keys(nodes: Nodes) -> None:
+    await nodes.start(0, keys=[OTHER_KEY[0], KEY[0]])  # new key preferred, old accepted
+    await nodes.start(1, keys=KEY)
+    client = await Client.connect(nodes.run_dir(0))
+    await until("link up with the old key", lambda: can_ping(client, 1))
+    await client.close()
+
+
+async def test_address_not_in_nodes_file_is_refused(
+        nodes: Nodes, caplog: pytest.LogCaptureFixture) -> None:
+    from ctdb.transport.auth import AuthError, DialerHandshake
+    from ctdb.transport.link import read_handshake
+
+    caplog.set_level(logging.WARNING)
+    await nodes.start(1)
+    # Right key, claims to be node 0, but connects from an address outside the nodes file.
+    reader, writer = await asyncio.open_connection(ADDRS[1], PORT, local_addr=(ADDRS[4], 0))
+    hs = DialerHandshake(KEY, 0, (1, 1))
+    writer.write(hs.first_message())
+    with pytest.raises((asyncio.IncompleteReadError, AuthError, ConnectionError)):
+        await read_handshake(reader)
+    writer.close()
+    await until("logged", lambda: _true(f"refused connection from {ADDRS[4]}" in caplog.text))
+    assert not nodes.daemons[1].links[0].connected
