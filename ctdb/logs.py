@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import time
 
 from ctdb.errors import ConfigError
 
@@ -33,7 +34,9 @@ def level_number(name: str) -> int:
     try:
         return LEVELS[name.strip().upper()]
     except KeyError:
-        raise ConfigError(f"unknown log level {name!r} (use ERROR, WARNING, NOTICE, INFO or DEBUG)") from None
+        raise ConfigError(
+            f"unknown log level {name!r} (use ERROR, WARNING, NOTICE, INFO or DEBUG)"
+        ) from None
 
 
 def level_name(number: int) -> str:
@@ -49,8 +52,6 @@ class _Formatter(logging.Formatter):
         self.prog = prog
 
     def format(self, record: logging.LogRecord) -> str:
-        import time
-
         t = record.created
         stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(t))
         msg = record.getMessage()

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,11 +32,11 @@ from ctdb.protocol import (
     StatusReply,
     StatusRequest,
 )
+from ctdb.sandbox import netns
 from ctdb.transport.auth import MAC_SIZE
 from ctdb.transport.client import Client
 from ctdb.transport.core import socket_path
-from ctdb.transport.daemon import TransportSettings, Transportd
-from ctdb.sandbox import netns
+from ctdb.transport.daemon import Transportd, TransportSettings
 
 KEY = [b"test-cluster-key-0123456789abcdef"]
 OTHER_KEY = [b"another-key-0123456789abcdef0123"]
@@ -111,11 +111,14 @@ async def echo_service(run_dir: Path, service: int = ECHO) -> tuple[Client, list
     return client, seen
 
 
-async def until(what: str, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
-    async with asyncio.timeout(timeout):
-        while not await cond():
-            await asyncio.sleep(0.02)
-    assert what
+async def until(what: str, cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll *cond* (state outside this loop: sockets, logs) until true, or fail at the deadline."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await cond():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 async def can_ping(client: Client, pnn: int) -> bool:
@@ -137,7 +140,7 @@ async def test_local_request_and_remote_request(nodes: Nodes) -> None:
     await until("links up", lambda: can_ping(client, 2))
     status = await client.request(Address(2, Service.TRANSPORT), StatusRequest())
     assert isinstance(status, StatusReply)
-    assert dict((kv.key, kv.value) for kv in status.items)["pnn"] == "2"
+    assert {kv.key: kv.value for kv in status.items}["pnn"] == "2"
     await client.close()
 
 
@@ -169,7 +172,7 @@ async def test_broadcast_reaches_subscribers_on_every_node(nodes: Nodes) -> None
         await c.close()
 
 
-def _all_got(got: dict[int, list[Message]]):  # noqa: ANN202
+def _all_got(got: dict[int, list[Message]]):
     async def check() -> bool:
         return all(got.values())
 

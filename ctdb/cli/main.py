@@ -69,7 +69,7 @@ class Options:
     args: list[str] = field(default_factory=list)
 
 
-def parse(argv: list[str]) -> Options:
+def parse(argv: list[str]) -> Options:  # noqa: PLR0912 - one flat option table
     opts = Options()
     rest: list[str] = []
     it = iter(argv)
@@ -107,12 +107,8 @@ def parse(argv: list[str]) -> Options:
     if not rest:
         raise UsageError("no command given")
     opts.command, opts.args = rest[0], rest[1:]
-    if opts.node is not None and opts.node != "all":
-        try:
-            if int(opts.node) < 0:
-                raise ValueError
-        except ValueError:
-            raise UsageError(f"invalid node {opts.node!r}: a PNN or 'all'") from None
+    if opts.node is not None and opts.node != "all" and not opts.node.isdigit():
+        raise UsageError(f"invalid node {opts.node!r}: a PNN or 'all'")
     return opts
 
 
@@ -138,8 +134,14 @@ class Session:
     def pnn(self) -> int:
         return int(self.client.address.node)
 
+    @property
+    def nodes(self) -> list[Any]:
+        if self.config.nodes is None:
+            raise CtdbError(f'Failed to read nodes file "{self.config.base / "nodes"}"')
+        return self.config.nodes
+
     def live_nodes(self) -> list[int]:
-        return [n.pnn for n in self.config.nodes if not n.deleted]
+        return [n.pnn for n in self.nodes if not n.deleted]
 
     def targets(self) -> list[int]:
         """The PNNs ``-n`` names (default: this node)."""
@@ -408,7 +410,7 @@ def cmd_nodestatus(s: Session) -> int:
 def cmd_listnodes(s: Session) -> int:
     if s.opts.node is not None:
         raise CtdbError("Cannot specify node for command listnodes")
-    live = [n for n in s.config.nodes if not n.deleted]
+    live = [n for n in s.nodes if not n.deleted]
     if s.opts.json:
         _json({"nodes": [{"pnn": n.pnn, "address": str(n.address)} for n in live]})
     for n in live:

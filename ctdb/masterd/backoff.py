@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 
@@ -30,8 +31,6 @@ def describe_exit(returncode: int) -> str:
     """``exit code 3`` or ``killed by signal 9 (SIGKILL)``, as a log line wants it."""
     if returncode >= 0:
         return f"exited with code {returncode}"
-    import signal
-
     try:
         name = signal.Signals(-returncode).name
     except ValueError:

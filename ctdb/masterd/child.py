@@ -32,7 +32,8 @@ def ready_callback() -> None:
 
 async def serve(runnable: registry.Runnable) -> None:
     task = asyncio.current_task()
-    assert task is not None
+    if task is None:
+        raise RuntimeError("serve() must run as a task")
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     loop.add_signal_handler(signal.SIGINT, task.cancel)

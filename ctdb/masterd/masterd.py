@@ -146,11 +146,8 @@ class Masterd(Daemon):
             child.state = "STARTING"
             child.started = time.time()
             began = time.monotonic()
-            try:
-                outcome = await (self._run_task(child) if self.single_process
-                                 else self._run_process(child))
-            except asyncio.CancelledError:
-                raise
+            outcome = await (self._run_task(child) if self.single_process
+                             else self._run_process(child))
             if self._stopping:
                 break
             ran_for = time.monotonic() - began
@@ -219,10 +216,12 @@ class Masterd(Daemon):
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-            try:
+            stopped = False
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_TIMEOUT):
                     await proc.wait()
-            except TimeoutError:
+                    stopped = True
+            if not stopped:
                 log.error("%s did not stop within %.0fs; killing it", child.spec.process_name,
                           STOP_TIMEOUT)
                 with contextlib.suppress(ProcessLookupError):
@@ -246,7 +245,7 @@ def run_node(node: NodeContext, single_process: bool,
 
     try:
         asyncio.run(main())
-    except RuntimeError as exc:
-        log.error("ctdbd failed: %s", exc)
+    except RuntimeError:
+        log.exception("ctdbd failed")
         return 1
     return 0

@@ -9,6 +9,7 @@ will drive this.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -124,16 +125,14 @@ class Cluster:
 
     def down(self) -> None:
         for i in list(self.procs):
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.stop(i)
-            except subprocess.TimeoutExpired:
-                pass
         self.lan.down()
 
     def ctdb(self, i: int, *args: str, check: bool = True,
              timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([str(BIN / "ctdb"), *args], env=self.env(i), text=True,
-                                capture_output=True, timeout=timeout)
+                                capture_output=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"ctdb {' '.join(args)} on node {i} failed "
                                  f"({result.returncode}): {result.stderr.strip()}")
@@ -144,7 +143,7 @@ class Cluster:
         proc = self.procs[i]
         # `ip netns exec` execs ctdbd, so the Popen pid is ctdbd itself.
         out = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(proc.pid)],
-                             capture_output=True, text=True).stdout
+                             capture_output=True, text=True, check=False).stdout
         result = {}
         for line in out.splitlines():
             pid, name = line.split(None, 1)

@@ -32,6 +32,7 @@ from ctdb.errors import ConfigError, CtdbError
 from ctdb.protocol import (
     MIN_VERSION,
     VERSION,
+    Ack,
     ErrorCode,
     ErrorReply,
     Flag,
@@ -123,7 +124,8 @@ class Daemon:
 
     # -- running -----------------------------------------------------------------
     async def run(self, ready: Callable[[], None] | None = None) -> None:
-        self.client = await Client.connect(self.run_dir, self.service, self.subscriptions,
+        self.client = await Client.connect(self.run_dir, self.service,
+                                           subscriptions=self.subscriptions,
                                            on_message=self._dispatch)
         self.pnn = self.client.address.node
         try:
@@ -197,7 +199,8 @@ class Daemon:
         if isinstance(exc, CtdbError):
             log.warning("%s: %s failed: %s", self.name, type(msg.body).__name__, exc)
         else:
-            log.exception("%s: handler for %s failed", self.name, type(msg.body).__name__)
+            log.error("%s: handler for %s failed", self.name, type(msg.body).__name__,
+                      exc_info=exc)
         self._error(msg, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
     def _error(self, msg: Message, code: ErrorCode, text: str) -> None:
@@ -234,8 +237,6 @@ class Daemon:
         return self._get_log_level(msg)
 
     @handles(ShutdownRequest)
-    def _shutdown(self, _msg: Message) -> Any:
-        from ctdb.protocol import Ack
-
+    def _shutdown(self, _msg: Message) -> Ack:
         self.shutdown()
         return Ack()

@@ -34,6 +34,7 @@ from ctdb.transport.seqpacket import Connection, make_socket
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
+NO_FLAGS = Flag(0)
 
 
 class Client:
@@ -43,6 +44,7 @@ class Client:
         self,
         run_dir: Path,
         service: int = 0,
+        *,
         subscriptions: Iterable[int] = (),
         on_message: Callable[[Message], None] | None = None,
         reconnect: bool = True,
@@ -61,10 +63,12 @@ class Client:
         self._reconnect_task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(cls, run_dir: Path, service: int = 0, subscriptions: Iterable[int] = (),
+    async def connect(cls, run_dir: Path, service: int = 0, *,
+                      subscriptions: Iterable[int] = (),
                       on_message: Callable[[Message], None] | None = None,
                       reconnect: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Client:
-        client = cls(run_dir, service, subscriptions, on_message, reconnect)
+        client = cls(run_dir, service, subscriptions=subscriptions, on_message=on_message,
+                     reconnect=reconnect)
         async with asyncio.timeout(timeout):
             await client._open()
         return client
@@ -144,7 +148,7 @@ class Client:
             delay = min(delay * 2, 0.5)
 
     # -- sending -----------------------------------------------------------------
-    def send(self, dst: Address, body: Any, *, request_id: int = 0, flags: Flag = Flag(0),
+    def send(self, dst: Address, body: Any, *, request_id: int = 0, flags: Flag = NO_FLAGS,
              generation: int = 0) -> None:
         conn = self._conn
         if conn is None:

@@ -20,18 +20,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ctdb
 from ctdb import logs
-from ctdb.errors import ProtocolError
+from ctdb.errors import CtdbError, ProtocolError
 from ctdb.protocol import (
     FIRST_CLIENT_SERVICE,
-    Ack,
     MIN_VERSION,
     NODE_ALL,
     NODE_CURRENT,
     NODE_LEADER,
     VERSION,
+    Ack,
     Address,
     ErrorCode,
     ErrorReply,
@@ -66,6 +67,7 @@ from ctdb.protocol import (
     set_src,
 )
 from ctdb.transport import link as linkmod
+from ctdb.transport.auth import AuthError
 from ctdb.transport.core import socket_path
 from ctdb.transport.seqpacket import Connection, listen, peer_uid
 
@@ -105,7 +107,6 @@ class Transportd:
         self._services: dict[int, _Local] = {}
         self._subscribers: dict[int, set[_Local]] = {}
         self._client_ids = itertools.count(FIRST_CLIENT_SERVICE)
-        self._versions = (MIN_VERSION, VERSION)
         self.links: dict[int, linkmod.PeerLink] = {}
         self._host = settings.nodes[settings.pnn]
         if self._host is None:
@@ -115,12 +116,27 @@ class Transportd:
                 self.links[pnn] = linkmod.PeerLink(
                     pnn,
                     self.pnn,
-                    self._peer_frame,
-                    self._link_state,
-                    settings.keepalive_interval,
-                    settings.keepalive_limit,
+                    on_frame=self._peer_frame,
+                    on_state=self._link_state,
+                    keepalive_interval=settings.keepalive_interval,
+                    keepalive_limit=settings.keepalive_limit,
                 )
+        self._params = linkmod.LinkParams(settings.keys, self.pnn, (MIN_VERSION, VERSION),
+                                          settings.keepalive_interval)
         self._by_host = {host: pnn for pnn, host in settings.nodes.items() if host is not None}
+        self._controls: dict[type, Callable[[_Local | None, Any], object]] = {
+            Register: self._register,
+            Subscribe: self._subscribe,
+            Unsubscribe: self._subscribe,
+            SetLeader: self._set_leader,
+            PingRequest: lambda _s, _b: PingReply(clients=len(self._locals)),
+            VersionRequest: lambda _s, _b: VersionReply(ctdb.__version__, MIN_VERSION, VERSION),
+            UptimeRequest: self._uptime,
+            LinkStatusRequest: self._link_status,
+            StatusRequest: self._status,
+            GetLogLevelRequest: self._log_level,
+            SetLogLevelRequest: self._set_log_level,
+        }
 
     # -- life cycle --------------------------------------------------------------
     async def run(self, ready: Callable[[], None] | None = None) -> None:
@@ -151,17 +167,17 @@ class Transportd:
 
     async def _dial_forever(self, plink: linkmod.PeerLink) -> None:
         host = self.settings.nodes[plink.pnn]
-        assert host is not None
+        if host is None:
+            return
         delay = 0.05
         while True:
             started = time.monotonic()
             try:
                 await linkmod.dial(plink, host, self.settings.port, str(self._host),
-                                   self.settings.keys, self._versions,
-                                   self.settings.keepalive_interval)
-            except (OSError, TimeoutError, linkmod.AuthError, asyncio.IncompleteReadError) as exc:
+                                   self._params)
+            except (OSError, TimeoutError, AuthError, asyncio.IncompleteReadError) as exc:
                 log.debug("node %d: connect failed: %s", plink.pnn, exc)
-                if isinstance(exc, linkmod.AuthError):
+                if isinstance(exc, AuthError):
                     log.warning("node %d: refused: %s", plink.pnn, exc)
             if time.monotonic() - started > 5:
                 delay = 0.05
@@ -170,13 +186,15 @@ class Transportd:
 
     async def _accept_peer(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
-        await linkmod.accept(reader, writer, self.settings.keys, self.pnn, self._versions,
-                             self.settings.keepalive_interval, self._allowed_peer)
+        await linkmod.accept(reader, writer, self._params, self._allowed_peer)
 
-    def _allowed_peer(self, host: str, pnn: int) -> linkmod.PeerLink | None:
-        if self._by_host.get(host) != pnn or pnn >= self.pnn:
-            return None
-        return self.links.get(pnn)
+    def _allowed_peer(self, host: str, pnn: int) -> linkmod.PeerLink:
+        link = self.links.get(pnn)
+        if self._by_host.get(host) != pnn or link is None:
+            raise AuthError(f"{host} is not node {pnn} of the nodes file")
+        if pnn > self.pnn:
+            raise AuthError(f"node {pnn} must wait for this node to connect")
+        return link
 
     def _link_state(self, plink: linkmod.PeerLink, connected: bool) -> None:
         if not connected and self.leader == plink.pnn:
@@ -247,15 +265,15 @@ class Transportd:
         if from_peer is not None:
             log.debug("node %d sent a frame for node %d; not relayed", from_peer, node)
             return
-        plink = self.links.get(node)
-        if plink is None:
+        target = self.links.get(node)
+        if target is None:
             self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is not in the cluster")
             return
         if hdr.dst.node != node:
             buf = bytearray(frame)
             set_dst(buf, Address(node, hdr.dst.service))
             frame = bytes(buf)
-        if not plink.send(frame, (hdr.src.service, hdr.dst.service)):
+        if not target.send(frame, (hdr.src.service, hdr.dst.service)):
             self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is disconnected")
 
     def _deliver(self, hdr: Header, frame: bytes, sender: _Local | None) -> None:
@@ -284,7 +302,7 @@ class Transportd:
             log.warning("node %d: dropped a frame claiming to come from node %d",
                         plink.pnn, hdr.src.node)
             return
-        if hdr.dst.node == NODE_ALL or hdr.dst.node == self.pnn:
+        if hdr.dst.node in (NODE_ALL, self.pnn):
             self._route(hdr, frame, plink.pnn)
         elif hdr.dst.service == Service.TRANSPORT and hdr.msg_type == 0x0003:
             return  # keepalive
@@ -320,41 +338,15 @@ class Transportd:
             self._error(hdr, ErrorCode.INVALID_MESSAGE, f"malformed message: {exc}")
             return
         body = msg.body
-        reply: object | None
-        if isinstance(body, Register):
-            reply = self._register(sender, body)
-        elif isinstance(body, Subscribe | Unsubscribe):
-            self._subscribe(sender, body)
-            reply = Ack()
-        elif isinstance(body, SetLeader):
-            if sender is None or sender.service != Service.CLUSTERD:
-                self._error(hdr, ErrorCode.REFUSED, "only the local clusterd sets the leader")
-                return
-            self.leader = body.leader
-            reply = Ack()
-        elif isinstance(body, PingRequest):
-            reply = PingReply(clients=len(self._locals))
-        elif isinstance(body, VersionRequest):
-            reply = VersionReply(ctdb.__version__, MIN_VERSION, VERSION)
-        elif isinstance(body, UptimeRequest):
-            now = time.time()
-            reply = UptimeReply(int(now * 1e6), int(self.start_time * 1e6), 0, 0)
-        elif isinstance(body, LinkStatusRequest):
-            reply = self._link_status()
-        elif isinstance(body, StatusRequest):
-            reply = self._status()
-        elif isinstance(body, GetLogLevelRequest):
-            reply = LogLevelReply(logs.level_name(logging.getLogger().level))
-        elif isinstance(body, SetLogLevelRequest):
-            try:
-                logging.getLogger().setLevel(logs.level_number(body.level))
-            except ValueError as exc:
-                self._error(hdr, ErrorCode.INVALID_MESSAGE, str(exc))
-                return
-            reply = LogLevelReply(logs.level_name(logging.getLogger().level))
-        else:
+        handler = self._controls.get(type(body))
+        if handler is None:
             self._error(hdr, ErrorCode.UNKNOWN_MESSAGE,
                         f"transport does not handle message type {hdr.msg_type:#x}")
+            return
+        try:
+            reply = handler(sender, body)
+        except CtdbError as exc:
+            self._error(hdr, ErrorCode.REFUSED, str(exc))
             return
         if reply is not None and hdr.flags & Flag.REQUEST:
             # A registration is answered at the address it just assigned.
@@ -366,6 +358,22 @@ class Transportd:
                 request_id=hdr.request_id,
                 flags=Flag.REPLY,
             ))
+
+    def _set_leader(self, sender: _Local | None, body: SetLeader) -> Ack:
+        if sender is None or sender.service != Service.CLUSTERD:
+            raise CtdbError("only the local clusterd sets the leader")
+        self.leader = body.leader
+        return Ack()
+
+    def _set_log_level(self, _sender: _Local | None, body: SetLogLevelRequest) -> LogLevelReply:
+        logging.getLogger().setLevel(logs.level_number(body.level))
+        return self._log_level(None, body)
+
+    def _log_level(self, _sender: _Local | None, _body: object) -> LogLevelReply:
+        return LogLevelReply(logs.level_name(logging.getLogger().level))
+
+    def _uptime(self, _sender: _Local | None, _body: object) -> UptimeReply:
+        return UptimeReply(int(time.time() * 1e6), int(self.start_time * 1e6), 0, 0)
 
     def _register(self, sender: _Local | None, body: Register) -> Registered | None:
         if sender is None:
@@ -383,9 +391,9 @@ class Transportd:
         self._subscribe(sender, Subscribe(list(body.subscriptions)))
         return Registered(self.pnn, service)
 
-    def _subscribe(self, sender: _Local | None, body: Subscribe | Unsubscribe) -> None:
+    def _subscribe(self, sender: _Local | None, body: Subscribe | Unsubscribe) -> Ack:
         if sender is None:
-            return
+            return Ack()
         for t in body.types:
             subs = self._subscribers.setdefault(t, set())
             if isinstance(body, Subscribe):
@@ -394,8 +402,9 @@ class Transportd:
             else:
                 subs.discard(sender)
                 sender.subscriptions.discard(t)
+        return Ack()
 
-    def _link_status(self) -> LinkStatusReply:
+    def _link_status(self, _sender: _Local | None = None, _body: object = None) -> LinkStatusReply:
         links = []
         for pnn, host in sorted(self.settings.nodes.items()):
             if pnn == self.pnn:
@@ -409,7 +418,7 @@ class Transportd:
                                       int(plink.since * 1e6)))
         return LinkStatusReply(self.pnn, links)
 
-    def _status(self) -> StatusReply:
+    def _status(self, _sender: _Local | None = None, _body: object = None) -> StatusReply:
         up = sum(1 for p in self.links.values() if p.connected)
         items = [
             KeyValue("pnn", str(self.pnn)),

@@ -18,6 +18,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 from ctdb.logs import NOTICE
 from ctdb.protocol import (
@@ -75,6 +76,7 @@ class PeerLink:
         self,
         pnn: int,
         local_pnn: int,
+        *,
         on_frame: Callable[[PeerLink, bytes], None],
         on_state: Callable[[PeerLink, bool], None],
         keepalive_interval: float,
@@ -193,7 +195,7 @@ class PeerLink:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._reader_loop(reader, session))
                 tg.create_task(self._writer_loop(writer, session))
-        except* (OSError, EOFError, TimeoutError, ConnectionError, asyncio.IncompleteReadError) as eg:
+        except* (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError) as eg:
             log.warning("node %d: link lost: %s", self.pnn, _describe(eg.exceptions[0]))
         finally:
             if self._writer is writer:
@@ -223,21 +225,24 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def dial(
-    link: PeerLink,
-    host: str,
-    port: int,
-    local_host: str,
-    keys: list[bytes],
-    versions: tuple[int, int],
-    keepalive: float,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class LinkParams:
+    """What both ends of every link of this node use."""
+
+    keys: list[bytes]
+    local_pnn: int
+    versions: tuple[int, int]
+    keepalive: float
+
+
+async def dial(link: PeerLink, host: str, port: int, local_host: str,
+               params: LinkParams) -> None:
     """Connect to a peer and serve the link until it fails (one attempt)."""
     async with asyncio.timeout(HANDSHAKE_TIMEOUT):
         reader, writer = await asyncio.open_connection(host, port, local_addr=(local_host, 0))
     try:
-        tune_socket(writer.get_extra_info("socket"), keepalive)
-        hs = DialerHandshake(keys, link.local_pnn, versions)
+        tune_socket(writer.get_extra_info("socket"), params.keepalive)
+        hs = DialerHandshake(params.keys, params.local_pnn, params.versions)
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             writer.write(hs.first_message())
             body = await read_handshake(reader)
@@ -250,26 +255,20 @@ async def dial(
     await link.run_connection(reader, writer, session)
 
 
-async def accept(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    keys: list[bytes],
-    local_pnn: int,
-    versions: tuple[int, int],
-    keepalive: float,
-    allowed: Callable[[str, int], PeerLink | None],
-) -> None:
-    """Authenticate an incoming connection and hand it to its link."""
+async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 params: LinkParams, allowed: Callable[[str, int], PeerLink]) -> None:
+    """Authenticate an incoming connection and hand it to its link.
+
+    *allowed* maps (source address, claimed PNN) to the link, or raises AuthError.
+    """
     peer = writer.get_extra_info("peername")
     host = str(peer[0]) if peer else "?"
     try:
-        tune_socket(writer.get_extra_info("socket"), keepalive)
-        hs = AcceptorHandshake(keys, local_pnn, versions)
+        tune_socket(writer.get_extra_info("socket"), params.keepalive)
+        hs = AcceptorHandshake(params.keys, params.local_pnn, params.versions)
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             hello, reply = hs.on_hello(await read_handshake(reader))
             link = allowed(host, hello.pnn)
-            if link is None:
-                raise AuthError(f"{host} is not node {hello.pnn} of the nodes file")
             writer.write(reply)
             session = hs.on_proof(await reader.readexactly(PROOF_SIZE))
     except (AuthError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,8 +55,6 @@ def listen(path: Path) -> socket.socket:
 
 
 def peer_uid(sock: socket.socket) -> int:
-    import struct
-
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return int(uid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ctdb.node import NodeContext
 from ctdb.transport.auth import load_keys
-from ctdb.transport.daemon import TransportSettings, Transportd
+from ctdb.transport.daemon import Transportd, TransportSettings
 
 
 def settings_for(node: NodeContext) -> TransportSettings:
@@ -12,7 +12,7 @@ def settings_for(node: NodeContext) -> TransportSettings:
     return TransportSettings(
         pnn=node.pnn,
         nodes={n.pnn: (None if n.deleted or n.address is None else str(n.address))
-               for n in node.config.nodes},
+               for n in node.config.nodes or []},
         run_dir=node.run_dir,
         keys=load_keys(conf.key_file),
         port=conf.port,

@@ -16,6 +16,7 @@ from ctdb.protocol import Address, ErrorReply, Flag, Message, Registered
 from ctdb.transport.core import ClientCore, socket_path
 
 MAX_RECV = 128 * 1024
+NO_FLAGS = Flag(0)
 
 
 class SyncClient:
@@ -42,7 +43,7 @@ class SyncClient:
         self.address = Address(reply.body.node, reply.body.service)
 
     def send(self, dst: Address, body: Any, request_id: int = 0,
-             flags: Flag = Flag(0)) -> None:
+             flags: Flag = NO_FLAGS) -> None:
         for frame in self._core.frames(Message(body=body, dst=dst, request_id=request_id,
                                                flags=flags)):
             self._sock.send(frame)
