@@ -172,6 +172,22 @@ async def test_broadcast_reaches_subscribers_on_every_node(nodes: Nodes) -> None
         await c.close()
 
 
+async def test_large_broadcast_arrives_whole(nodes: Nodes) -> None:
+    for pnn in range(2):
+        await nodes.start(pnn)
+    got: list[Message] = []
+    sub = await Client.connect(nodes.run_dir(1), subscriptions=[ECHO_TYPE],
+                               on_message=got.append)
+    sender = await Client.connect(nodes.run_dir(0))
+    await until("link up", lambda: can_ping(sender, 1))
+    blob = os.urandom(300_000)  # several fragments
+    sender.publish(EchoRequest(blob), NODE_ALL)
+    await until("delivered", lambda: _true(bool(got)))
+    assert got[0].body.data == blob
+    await sub.close()
+    await sender.close()
+
+
 def _all_got(got: dict[int, list[Message]]):
     async def check() -> bool:
         return all(got.values())

@@ -27,6 +27,7 @@ from ctdb.protocol.frame import Message, UnknownBody, decode, encode
 from ctdb.protocol.header import (
     FIRST_CLIENT_SERVICE,
     FRAGMENT_SIZE,
+    FRAGMENT_TYPE,
     HEADER_SIZE,
     MAGIC,
     MAX_MESSAGE,
@@ -82,6 +83,7 @@ __all__ = [
     "FIRST_CLIENT_SERVICE",
     "FRAGMENT",
     "FRAGMENT_SIZE",
+    "FRAGMENT_TYPE",
     "HEADER_SIZE",
     "I32",
     "I64",

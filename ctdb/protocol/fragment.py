@@ -62,7 +62,8 @@ def _split(frame: bytes, msg_id: int, size: int) -> list[bytes]:
             n = min(chunk, total - offset)
             out.append(
                 _FRAG_HEAD.pack(
-                    MAGIC, head.version, head.flags, HEADER_SIZE, OVERHEAD + n, FRAGMENT, 0,
+                    MAGIC, head.version, head.flags, HEADER_SIZE, OVERHEAD + n,
+                    FRAGMENT, head.msg_type,
                     src[0], src[1], dst[0], dst[1], head.request_id, head.generation,
                     msg_id, total, offset, n,
                 )

@@ -23,6 +23,7 @@ NODE_CURRENT = 0xF0000001
 NODE_ALL = 0xF0000002
 NODE_LEADER = 0xF0000003
 FIRST_CLIENT_SERVICE = 0x10000
+FRAGMENT_TYPE = 0x0001  # pieces of a larger message; see fragment.py
 
 # magic, version, flags, header length, frame length, type, reserved,
 # src node, src service, dst node, dst service, request id, generation
@@ -77,6 +78,7 @@ class Header(NamedTuple):
     dst: Address
     request_id: int
     generation: int
+    route_type: int = 0  # msg_type, or for a Fragment the type of the message it carries
 
 
 def check_prefix(magic: bytes, version: int, hlen: int, length: int) -> None:
@@ -110,10 +112,13 @@ def peek_header(data: bytes | bytearray | memoryview) -> Header:
 def _peek(data: bytes | bytearray | memoryview) -> Header:
     if len(data) < HEADER_SIZE:
         raise ProtocolError(f"frame of {len(data)} bytes is shorter than the header")
-    magic, ver, flags, hlen, length, mtype, _, sn, ss, dn, ds, rid, gen = HEADER.unpack_from(data)
+    magic, ver, flags, hlen, length, mtype, reserved, sn, ss, dn, ds, rid, gen = HEADER.unpack_from(
+        data
+    )
     check_prefix(magic, ver, hlen, length)
+    route = reserved if mtype == FRAGMENT_TYPE else mtype
     return Header(
-        ver, FLAGS[flags], hlen, length, mtype, Address(sn, ss), Address(dn, ds), rid, gen
+        ver, FLAGS[flags], hlen, length, mtype, Address(sn, ss), Address(dn, ds), rid, gen, route
     )
 
 

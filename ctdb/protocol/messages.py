@@ -11,8 +11,9 @@ from __future__ import annotations
 import enum
 
 from ctdb.protocol.codec import I64, U16, U32, message, struct
+from ctdb.protocol.header import FRAGMENT_TYPE
 
-FRAGMENT = 0x0001
+FRAGMENT = FRAGMENT_TYPE
 
 
 class ErrorCode(enum.IntEnum):

@@ -11,7 +11,6 @@ fragments, so large messages stream through without being buffered whole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -27,6 +26,7 @@ from ctdb import logs
 from ctdb.errors import CtdbError, ProtocolError
 from ctdb.protocol import (
     FIRST_CLIENT_SERVICE,
+    FRAGMENT_TYPE,
     MIN_VERSION,
     NODE_ALL,
     NODE_CURRENT,
@@ -250,7 +250,7 @@ class Transportd:
         node = hdr.dst.node
         if node == NODE_LEADER:
             if self.leader == UNKNOWN_LEADER:
-                self._error(hdr, ErrorCode.NO_LEADER, "no leader is known")
+                self._error(hdr, ErrorCode.NO_LEADER, "no leader is known", frame)
                 return
             node = self.leader
         if node == NODE_ALL:
@@ -267,19 +267,20 @@ class Transportd:
             return
         target = self.links.get(node)
         if target is None:
-            self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is not in the cluster")
+            self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is not in the cluster",
+                        frame)
             return
         if hdr.dst.node != node:
             buf = bytearray(frame)
             set_dst(buf, Address(node, hdr.dst.service))
             frame = bytes(buf)
         if not target.send(frame, (hdr.src.service, hdr.dst.service)):
-            self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is disconnected")
+            self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is disconnected", frame)
 
     def _deliver(self, hdr: Header, frame: bytes, sender: _Local | None) -> None:
         service = hdr.dst.service
         if service == Service.SUBSCRIBERS or hdr.flags & Flag.BROADCAST:
-            for sub in self._subscribers.get(hdr.msg_type, ()):
+            for sub in self._subscribers.get(hdr.route_type, ()):
                 sub.conn.send(frame)
             return
         if service == Service.TRANSPORT:
@@ -288,7 +289,7 @@ class Transportd:
         target = self._services.get(service)
         if target is None:
             self._error(hdr, ErrorCode.NO_SUCH_SERVICE,
-                        f"service {service} is not running on node {self.pnn}")
+                        f"service {service} is not running on node {self.pnn}", frame)
             return
         target.conn.send(frame)
 
@@ -313,10 +314,12 @@ class Transportd:
         frame = encode(msg)
         self._route(peek_header(frame), frame, None)
 
-    def _error(self, hdr: Header, code: ErrorCode, text: str) -> None:
+    def _error(self, hdr: Header, code: ErrorCode, text: str, frame: bytes = b"") -> None:
         if not hdr.flags & Flag.REQUEST or hdr.flags & Flag.REPLY:
             log.debug("undeliverable message type %#x: %s", hdr.msg_type, text)
             return
+        if hdr.msg_type == FRAGMENT_TYPE and not _first_piece(hdr, frame):
+            return  # one error per message, not one per piece
         if hdr.src.node == self.pnn and hdr.src.service == Service.TRANSPORT:
             return
         self._send(Message(
@@ -430,6 +433,8 @@ class Transportd:
         return StatusReply("transport", os.getpid(), "RUNNING", items)
 
 
-def close_quietly(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.close()
+def _first_piece(hdr: Header, frame: bytes) -> bool:
+    """Whether a Fragment frame carries the start of its message (offset 0)."""
+    at = hdr.header_length + 8
+    return len(frame) < at + 4 or frame[at : at + 4] == b"\0\0\0\0"
+
