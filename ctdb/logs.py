@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from ctdb.config.values import parse_log_level
 from ctdb.errors import ConfigError
 
 NOTICE = 25
@@ -31,12 +32,11 @@ LEVELS = {
 
 
 def level_number(name: str) -> int:
+    """Python's level for a CTDB level: a name, a prefix of one, or a number 0-10."""
     try:
-        return LEVELS[name.strip().upper()]
-    except KeyError:
-        raise ConfigError(
-            f"unknown log level {name!r} (use ERROR, WARNING, NOTICE, INFO or DEBUG)"
-        ) from None
+        return LEVELS[parse_log_level(name.strip())]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def level_name(number: int) -> str:

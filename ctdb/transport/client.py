@@ -20,6 +20,7 @@ from ctdb.errors import ProtocolError, RemoteError, RequestTimeout, TransportErr
 from ctdb.protocol import (
     NODE_ALL,
     Address,
+    ErrorCode,
     ErrorReply,
     Flag,
     Message,
@@ -27,6 +28,7 @@ from ctdb.protocol import (
     Service,
     Subscribe,
     Unsubscribe,
+    peek_header,
 )
 from ctdb.transport.core import TRANSPORT, ClientCore, socket_path
 from ctdb.transport.seqpacket import Connection, make_socket
@@ -113,6 +115,7 @@ class Client:
             msg = self._core.receive(data)
         except ProtocolError as exc:
             log.warning("ignored a malformed message: %s", exc)
+            self._refuse(data, exc)
             return
         if msg is None:
             return
@@ -123,6 +126,17 @@ class Client:
             return
         if self.on_message is not None:
             self.on_message(msg)
+
+    def _refuse(self, data: bytes, exc: ProtocolError) -> None:
+        """Answer a malformed request with an error, so its sender need not time out."""
+        try:
+            hdr = peek_header(data)
+        except ProtocolError:
+            return
+        if hdr.flags & Flag.REQUEST and not hdr.flags & Flag.REPLY and self._conn is not None:
+            self.send(hdr.src, ErrorReply(int(ErrorCode.INVALID_MESSAGE),
+                                          f"malformed message: {exc}"),
+                      request_id=hdr.request_id, flags=Flag.REPLY)
 
     def _closed(self, _conn: Connection) -> None:
         self._conn = None
