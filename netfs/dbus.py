@@ -50,7 +50,7 @@ async def connect(address: str | None = None, system: bool = True) -> Any:
 
 
 async def call(bus: Any, destination: str, path: str, interface: str, member: str,
-               signature: str = "", body: list[Any] | None = None) -> list[Any]:
+               *, signature: str = "", body: list[Any] | None = None) -> list[Any]:
     """One method call; an error reply raises CtdbError naming the D-Bus error."""
     reply = await bus.call(Message(destination=destination, path=path, interface=interface,
                                    member=member, signature=signature, body=body or []))
