@@ -156,19 +156,25 @@ class Session:
 
     def ask_all(self, service: int, body: Any) -> list[tuple[int, Any]]:
         """Send *body* to *service* on every target at once; (pnn, reply or error)."""
+        return [(pnn, reply) for pnn, reply, _ in self.ask_all_timed(service, body)]
+
+    def ask_all_timed(self, service: int, body: Any) -> list[tuple[int, Any, float]]:
+        """As ``ask_all``, with each reply's round-trip time in seconds."""
         from ctdb.protocol import Address
 
         sent = []
         for pnn in self.targets():
-            rid = self.client.send_request(Address(pnn, service), body)
-            sent.append((pnn, rid, time.monotonic()))
-        results: list[tuple[int, Any]] = []
+            started = time.monotonic()
+            sent.append((pnn, self.client.send_request(Address(pnn, service), body), started))
+        results: list[tuple[int, Any, float]] = []
         deadline = time.monotonic() + self.opts.timeout
-        for pnn, rid, _ in sent:
+        for pnn, rid, started in sent:
             try:
-                results.append((pnn, self.client.wait_reply(rid, deadline, f"node {pnn}")))
+                reply = self.client.wait_reply(rid, deadline, f"node {pnn}")
             except CtdbError as exc:
-                results.append((pnn, exc))
+                results.append((pnn, exc, 0.0))
+                continue
+            results.append((pnn, reply, self.client.received_at.pop(rid) - started))
         return results
 
     def close(self) -> None:
@@ -200,12 +206,9 @@ def _node_error(pnn: int, exc: BaseException) -> str:
 def cmd_ping(s: Session) -> int:
     from ctdb.protocol import PingRequest, Service
 
-    started = time.monotonic()
-    results = s.ask_all(Service.TRANSPORT, PingRequest())
-    elapsed = time.monotonic() - started
     rc = 0
     doc = []
-    for pnn, reply in results:
+    for pnn, reply, elapsed in s.ask_all_timed(Service.TRANSPORT, PingRequest()):
         if isinstance(reply, BaseException):
             print(_node_error(pnn, reply), file=sys.stderr)
             doc.append({"pnn": pnn, "ok": False, "error": str(reply)})
@@ -259,7 +262,7 @@ def cmd_uptime(s: Session) -> int:
 
     rc = 0
     doc = []
-    for pnn, reply in s.ask_all(Service.TRANSPORT, UptimeRequest()):
+    for pnn, reply in s.ask_all(Service.MASTERD, UptimeRequest()):
         if isinstance(reply, BaseException):
             print(_node_error(pnn, reply), file=sys.stderr)
             rc = 1

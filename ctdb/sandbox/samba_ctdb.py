@@ -24,7 +24,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from ctdb.sandbox.cluster import wait_for
 from ctdb.sandbox.netns import Lan
 
 CTDBD = Path("/usr/sbin/ctdbd")
@@ -90,7 +89,7 @@ class SambaCluster:
         shutil.copytree(ETC, etc, symlinks=True)
         (etc / "ctdb.conf").write_text(
             "[logging]\n"
-            "\tlocation = stderr\n"
+            f"\tlocation = file:{self.log(i)}\n"
             f"\tlog level = {self.log_level}\n"
             "[legacy]\n"
             # Realtime scheduling fails in VMs and containers; CTDB's own advice.
@@ -160,7 +159,13 @@ class SambaCluster:
         return True
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
-        wait_for("Samba CTDB nodes to be OK", self.healthy, timeout, interval=0.5)
+        """Poll :meth:`healthy`; a node whose ctdbd died fails at once."""
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Samba CTDB nodes not all OK after {timeout:g}s; "
+                                   f"logs in {self.root}")
+            time.sleep(0.5)
 
     def stop(self, i: int, timeout: float = 10.0) -> None:
         """Stop node *i*'s ctdbd and every process left in its namespace."""

@@ -25,6 +25,7 @@ class SyncClient:
     def __init__(self, run_dir: Path, timeout: float = 10.0) -> None:
         self._core = ClientCore()
         self._stash: dict[int, Message] = {}
+        self.received_at: dict[int, float] = {}  # request id -> time.monotonic() of its reply
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         path = socket_path(run_dir)
         try:
@@ -87,6 +88,7 @@ class SyncClient:
                 continue
             if msg is None or not msg.flags & Flag.REPLY:
                 continue
+            self.received_at[msg.request_id] = time.monotonic()
             if msg.request_id == rid:
                 return msg
             self._stash[msg.request_id] = msg
