@@ -15,33 +15,34 @@ from pathlib import Path
 
 import pytest
 
-from ctdb.sandbox.cluster import BIN, Cluster, wait_for
+from ctdb.sandbox.lab import BIN, Options, Sandbox, wait_for
+
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"), 3, tag="rt")
+def cluster() -> Iterator[Sandbox]:
+    sb = Sandbox(Options(name=f"r{os.getpid() % 100000}", nodes=3))
     try:
-        c.up()
-        yield c
+        sb.up()
+        yield sb
     finally:
-        c.down()
+        sb.down()
 
 
-def test_ping_all_nodes_answer(cluster: Cluster) -> None:
+def test_ping_all_nodes_answer(cluster: Sandbox) -> None:
     out = cluster.ctdb(0, "-n", "all", "ping").stdout.splitlines()
     assert [line.split()[2] for line in out] == ["0", "1", "2"]
     assert all(line.startswith("response from ") and " sec  (" in line for line in out)
 
 
-def test_uptime_of_another_node(cluster: Cluster) -> None:
+def test_uptime_of_another_node(cluster: Sandbox) -> None:
     out = cluster.ctdb(0, "-n", "2", "uptime").stdout
     assert out.startswith("Current time of node 2 ")
     assert "Ctdbd start time              : (000 " in out
     assert "Duration of last recovery/failover:" in out
 
 
-def test_pnn_and_status(cluster: Cluster) -> None:
+def test_pnn_and_status(cluster: Sandbox) -> None:
     assert cluster.ctdb(1, "pnn").stdout == "1\n"
     wait_for("all links up", lambda: "DISCONNECTED" not in cluster.ctdb(0, "status").stdout)
     out = cluster.ctdb(0, "status").stdout.splitlines()
@@ -54,7 +55,7 @@ def test_pnn_and_status(cluster: Cluster) -> None:
     assert machine[3] == "|2|198.18.1.3|0|0|0|0|0|0|0|0|Y|"
 
 
-def test_json_output(cluster: Cluster) -> None:
+def test_json_output(cluster: Sandbox) -> None:
     import json
 
     doc = json.loads(cluster.ctdb(0, "--json", "-n", "all", "ping").stdout)
@@ -62,7 +63,7 @@ def test_json_output(cluster: Cluster) -> None:
     assert all(p["ok"] for p in doc["ping"])
 
 
-def test_killed_daemon_is_restarted(cluster: Cluster) -> None:
+def test_killed_daemon_is_restarted(cluster: Sandbox) -> None:
     before = cluster.children(1)
     assert "ctdb-transport" in before
     os.kill(before["ctdb-transport"], signal.SIGKILL)
@@ -75,9 +76,17 @@ def test_killed_daemon_is_restarted(cluster: Cluster) -> None:
     log = cluster.log_text(1)
     assert "ctdb-transport killed by signal 9 (SIGKILL); restarting" in log
 
+    # masterd reconnects exactly once: node 1's transport has one local client again.
+    def clients() -> int:
+        out = cluster.ctdb(0, "-n", "1", "ping").stdout
+        return int(out.split("(")[1].split()[0])
 
-def test_cut_link_heals_by_itself(cluster: Cluster) -> None:
-    cluster.lan.cut(2)
+    wait_for("masterd back on node 1's transport", lambda: clients() == 1)
+    assert [clients() for _ in range(5)] == [1] * 5
+
+
+def test_cut_link_heals_by_itself(cluster: Sandbox) -> None:
+    cluster.cut(2, "private")
     try:
         wait_for("node 0 to see node 2 disconnected", lambda: "pnn:2 198.18.1.3       "
                  "DISCONNECTED|INACTIVE" in cluster.ctdb(0, "status").stdout)
@@ -85,14 +94,14 @@ def test_cut_link_heals_by_itself(cluster: Cluster) -> None:
         assert failed.returncode == 1
         assert failed.stderr.strip() == "Node 2 is DISCONNECTED"
     finally:
-        cluster.lan.heal(2)
+        cluster.heal(2)
     wait_for("node 2 to answer node 0 again",
              lambda: cluster.ctdb(0, "-n", "2", "ping", check=False).returncode == 0)
 
 
-def test_malformed_local_message_does_not_hurt(cluster: Cluster) -> None:
+def test_malformed_local_message_does_not_hurt(cluster: Sandbox) -> None:
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    raw.connect(str(cluster.run_dir(0) / "transport.sock"))
+    raw.connect(str(cluster.topo.node(0).run_dir / "transport.sock"))
     raw.send(b"\x00 definitely not a frame")
     raw.send(b"PCTD\x01" + b"\xff" * 80)
     wait_for("the complaint in the log", lambda: "malformed" in cluster.log_text(0))
@@ -123,25 +132,25 @@ def test_cli_without_daemon_and_bad_usage(tmp_path: Path) -> None:
 
 
 def test_single_process_node_and_sd_notify(tmp_path: Path) -> None:
-    c = Cluster(tmp_path, 1, tag="sp")
+    sb = Sandbox(Options(name=f"s{os.getpid() % 100000}", nodes=1))
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(30)
     try:
-        c.lan.up()
-        c.write_base(0)
-        env = dict(c.env(0), NOTIFY_SOCKET=str(tmp_path / "notify"), WATCHDOG_USEC="400000")
-        c.start(0, "--single-process", env=env)
+        sb.up()
+        sb.stop(0)
+        sb.start(0, "--single-process",
+                 env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})
         messages: list[str] = []
         while not any("READY=1" in m for m in messages):
             messages.append(notify.recv(4096).decode())
-        assert c.children(0) == {}, "single-process mode starts no children"
-        c.ctdb(0, "ping")
+        assert sb.children(0) == {}, "single-process mode starts no children"
+        sb.ctdb(0, "ping")
         while not any("WATCHDOG=1" in m for m in messages):
             messages.append(notify.recv(4096).decode())
-        assert c.stop(0) == 0
+        sb.stop(0)
         while not any("STOPPING=1" in m for m in messages):
             messages.append(notify.recv(4096).decode())
     finally:
         notify.close()
-        c.down()
+        sb.down()

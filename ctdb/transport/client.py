@@ -39,6 +39,14 @@ DEFAULT_TIMEOUT = 10.0
 NO_FLAGS = Flag(0)
 
 
+def _registered(body: Any) -> Registered:
+    if isinstance(body, ErrorReply):
+        raise RemoteError(body.code, body.message)
+    if not isinstance(body, Registered):
+        raise TransportError("transportd answered registration with the wrong message")
+    return body
+
+
 class Client:
     """One registered address on the node's transport."""
 
@@ -91,17 +99,20 @@ class Client:
             sock.close()
             raise TransportError(f"cannot reach transportd in {self.run_dir}: "
                                  f"{exc.strerror or exc}") from exc
-        self._conn = Connection(sock, self._frame, self._closed)
-        rid = self._core.request_id()
-        fut = self._expect(rid)
-        for frame in self._core.register_frames(self.fixed_service,
-                                                 sorted(self.subscriptions), rid):
-            self._conn.send(frame)
-        reply = (await fut).body
-        if isinstance(reply, ErrorReply):
-            raise RemoteError(reply.code, reply.message)
-        if not isinstance(reply, Registered):
-            raise TransportError("transportd answered registration with the wrong message")
+        conn = self._conn = Connection(sock, self._frame, self._closed)
+        try:
+            rid = self._core.request_id()
+            fut = self._expect(rid)
+            for frame in self._core.register_frames(self.fixed_service,
+                                                     sorted(self.subscriptions), rid):
+                conn.send(frame)
+            reply = _registered((await fut).body)
+        except BaseException:
+            # Forget this connection before closing it, so its close starts no reconnect.
+            if self._conn is conn:
+                self._conn = None
+            conn.close()
+            raise
         self.address = Address(reply.node, reply.service)
         self._connected.set()
 
@@ -138,14 +149,17 @@ class Client:
                                           f"malformed message: {exc}"),
                       request_id=hdr.request_id, flags=Flag.REPLY)
 
-    def _closed(self, _conn: Connection) -> None:
+    def _closed(self, conn: Connection) -> None:
+        if conn is not self._conn:
+            return  # a connection already given up on
         self._conn = None
         self._connected.clear()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(TransportError("connection to transportd lost"))
         self._pending.clear()
-        if self.reconnect and not self._closing:
+        running = self._reconnect_task is not None and not self._reconnect_task.done()
+        if self.reconnect and not self._closing and not running:
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reopen())
 
     async def _reopen(self) -> None:
