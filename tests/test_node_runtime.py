@@ -18,7 +18,6 @@ import pytest
 from ctdb.sandbox.lab import BIN, Options, Sandbox, wait_for
 
 
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Sandbox]:
     sb = Sandbox(Options(name=f"r{os.getpid() % 100000}", nodes=3))
