@@ -75,13 +75,15 @@ def test_killed_daemon_is_restarted(cluster: Sandbox) -> None:
     log = cluster.log_text(1)
     assert "ctdb-transport killed by signal 9 (SIGKILL); restarting" in log
 
-    # masterd reconnects exactly once: node 1's transport has one local client again.
+    # Each daemon reconnects exactly once: node 1's transport has one local client per
+    # daemon again (masterd and every child but the transport itself).
     def clients() -> int:
         out = cluster.ctdb(0, "-n", "1", "ping").stdout
         return int(out.split("(")[1].split()[0])
 
-    wait_for("masterd back on node 1's transport", lambda: clients() == 1)
-    assert [clients() for _ in range(5)] == [1] * 5
+    daemons = len(cluster.children(1))
+    wait_for("the daemons back on node 1's transport", lambda: clients() == daemons)
+    assert [clients() for _ in range(5)] == [daemons] * 5
 
 
 def test_cut_link_heals_by_itself(cluster: Sandbox) -> None:

@@ -41,6 +41,16 @@ Commands:
   getpid            the PID of ctdbd on a node
   getdebug          the daemons' log level
   setdebug LEVEL    set the daemons' log level
+  leader            the PNN of the leader
+  runstate [STATE...]  the node's runstate (fails unless it is one of STATEs)
+  disable | enable  take a node out of / back into service
+  stop | continue   stop a node (it leaves the cluster's service) / resume it
+  ban SECONDS | unban  ban a node for a while / lift the ban
+  listvars | getvar NAME | setvar NAME VALUE  tunables
+  getcapabilities   the node's LEADER and LMASTER capabilities
+  setleaderrole on|off  whether the node may become leader
+  recover           ask the leader for a recovery now
+  shutdown          stop ctdbd on the node
 """
 
 # CTDB's node flag bits.
@@ -296,25 +306,6 @@ def cmd_pnn(s: Session) -> int:
     return 0
 
 
-FLAG_WORDS = (
-    (DISCONNECTED, "DISCONNECTED"),
-    (UNKNOWN, "UNKNOWN"),
-    (PERMANENTLY_DISABLED, "DISABLED"),
-    (BANNED, "BANNED"),
-    (UNHEALTHY, "UNHEALTHY"),
-    (DELETED, "DELETED"),
-    (STOPPED, "STOPPED"),
-)
-
-
-def flags_text(flags: int) -> str:
-    """CTDB's flag words in CTDB's order, e.g. ``DISCONNECTED|INACTIVE``; ``OK`` if none."""
-    words = [word for bit, word in FLAG_WORDS if flags & bit]
-    if flags & INACTIVE:
-        words.append("INACTIVE")
-    return "|".join(words) or "OK"
-
-
 @dataclass
 class NodeRow:
     pnn: int
@@ -322,21 +313,36 @@ class NodeRow:
     flags: int
 
 
-def _nodemap(s: Session) -> list[NodeRow]:
-    """Every node with its flags, from the link states of this node's transport."""
-    from ctdb.protocol import NODE_CURRENT, Address, LinkStatusRequest, Service
+def _view(s: Session, pnn: int | None = None) -> Any:
+    """clusterd's ClusterView from node *pnn* (default: ``-n`` or this node)."""
+    from ctdb.clusterd.messages import ClusterViewRequest
+    from ctdb.protocol import NODE_CURRENT, Address, Service
 
-    reply = s.client.request(Address(NODE_CURRENT, Service.TRANSPORT), LinkStatusRequest(),
-                             s.opts.timeout)
+    if pnn is None and s.opts.node not in (None, "all"):
+        pnn = s.targets()[0]
+    node = NODE_CURRENT if pnn is None else pnn
+    return s.client.request(Address(node, Service.CLUSTERD), ClusterViewRequest(),
+                            s.opts.timeout)
+
+
+def _nodemap(s: Session, view: Any) -> list[NodeRow]:
+    """Every node with its flags; while the asked node has not finished its first
+    recovery, the other connected nodes show UNKNOWN, as CTDB does."""
+    from ctdb.clusterd.flags import Runstate
+
     rows = []
-    for link in reply.links:
-        flags = DELETED if link.deleted else (0 if link.connected else DISCONNECTED)
-        rows.append(NodeRow(link.pnn, link.address, flags))
+    early = view.runstate <= Runstate.FIRST_RECOVERY
+    for n in view.nodes:
+        flags = n.flags
+        if early and n.pnn != view.pnn and not flags & (DELETED | DISCONNECTED):
+            flags = UNKNOWN
+        rows.append(NodeRow(n.pnn, n.address, flags))
     return rows
 
 
-def _print_nodes(s: Session, rows: list[NodeRow], header: bool) -> None:
-    me = s.pnn
+def _print_nodes(s: Session, rows: list[NodeRow], me: int, header: bool) -> None:
+    from ctdb.clusterd.flags import flags_text
+
     live = [r for r in rows if not r.flags & DELETED]
     if s.opts.machine:
         _machine(s.opts, ["Node", "IP", "Disconnected", "Unknown", "Banned", "Disabled",
@@ -357,37 +363,51 @@ def _print_nodes(s: Session, rows: list[NodeRow], header: bool) -> None:
         _out(f"pnn:{r.pnn} {r.address:<16} {flags_text(r.flags)}{this}")
 
 
-def _rows_json(s: Session, rows: list[NodeRow]) -> list[dict[str, Any]]:
-    return [{"pnn": r.pnn, "address": r.address, "flags": r.flags,
-             "state": flags_text(r.flags), "this_node": r.pnn == s.pnn} for r in rows]
+def _rows_json(rows: list[NodeRow], me: int) -> list[dict[str, Any]]:
+    from ctdb.clusterd.flags import flag_words, flags_text
+
+    return [{"pnn": r.pnn, "address": r.address, "state": flags_text(r.flags),
+             "flags": flag_words(r.flags), "flag_bits": r.flags, "this_node": r.pnn == me}
+            for r in rows]
+
+
+NO_NODE = 0xFFFFFFFF
 
 
 def cmd_status(s: Session) -> int:
     if s.opts.args:
         raise UsageError("status takes no arguments")
-    rows = _nodemap(s)
-    active = [r.pnn for r in rows if not r.flags & INACTIVE]
+    view = _view(s)
+    rows = _nodemap(s, view)
     if s.opts.json:
-        _json({"nodes": _rows_json(s, rows), "generation": None, "vnnmap": active,
-               "recovery_mode": "NORMAL", "leader": None})
+        _json({"nodes": _rows_json(rows, view.pnn),
+               "generation": None if view.generation == 1 else view.generation,
+               "vnnmap": list(view.vnnmap),
+               "recovery_mode": "RECOVERY" if view.recovery_mode else "NORMAL",
+               "leader": None if view.leader == NO_NODE else view.leader,
+               "term": view.term,
+               "lock": {"configured": view.lock.configured or None, "held": view.lock.held,
+                        "lock_side": view.lock.lock_side, "detail": view.lock.detail}})
         return 0
-    _print_nodes(s, rows, header=True)
+    _print_nodes(s, rows, view.pnn, header=True)
     if s.opts.machine:
         return 0
-    _out("Generation:INVALID")
-    _out(f"Size:{len(active)}")
-    for i, pnn in enumerate(active):
+    _out("Generation:INVALID" if view.generation == 1 else f"Generation:{view.generation}")
+    _out(f"Size:{len(view.vnnmap)}")
+    for i, pnn in enumerate(view.vnnmap):
         _out(f"hash:{i} lmaster:{pnn}")
-    _out("Recovery mode:NORMAL (0)")
-    _out("Leader:UNKNOWN")
+    mode = view.recovery_mode
+    _out(f"Recovery mode:{'RECOVERY' if mode else 'NORMAL'} ({mode})")
+    _out("Leader:UNKNOWN" if view.leader == NO_NODE else f"Leader:{view.leader}")
     return 0
 
 
 def cmd_nodestatus(s: Session) -> int:
-    rows = _nodemap(s)
+    view = _view(s)
+    rows = _nodemap(s, view)
     arg = s.opts.args[0] if s.opts.args else None
     if arg is None:
-        wanted = set(s.targets())
+        wanted = {view.pnn} if s.opts.node in (None, "all") else set(s.targets())
     elif arg == "all":
         wanted = {r.pnn for r in rows}
     else:
@@ -400,14 +420,218 @@ def cmd_nodestatus(s: Session) -> int:
             wanted.add(int(part))
     chosen = [r for r in rows if r.pnn in wanted]
     if s.opts.json:
-        _json({"nodes": _rows_json(s, chosen)})
+        _json({"nodes": _rows_json(chosen, view.pnn)})
     else:
-        _print_nodes(s, chosen, header=arg == "all")
+        _print_nodes(s, chosen, view.pnn, header=arg == "all")
     status = 0
     for r in chosen:
         if not r.flags & DELETED:
             status |= r.flags
     return status & 0xFF
+
+
+def cmd_leader(s: Session) -> int:
+    view = _view(s)
+    if view.leader == NO_NODE:
+        raise CtdbError("Leader is unknown")
+    _out(json.dumps({"leader": view.leader}) if s.opts.json else str(view.leader))
+    return 0
+
+
+def cmd_runstate(s: Session) -> int:
+    from ctdb.clusterd.flags import Runstate
+    from ctdb.clusterd.messages import RunstateRequest
+    from ctdb.protocol import Service
+
+    rc = 0
+    for pnn, reply in s.ask_all(Service.CLUSTERD, RunstateRequest()):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+            continue
+        name = Runstate(reply.runstate).name
+        if s.opts.args and name not in (a.upper() for a in s.opts.args):
+            print(f"CTDB not in required run state (got {name})", file=sys.stderr)
+            rc = 1
+            continue
+        _out(json.dumps({"pnn": pnn, "runstate": name}) if s.opts.json else name)
+    return rc
+
+
+def _set_flags(s: Session, set_bits: int, clear_bits: int, want: bool, bit: int) -> int:
+    from ctdb.clusterd.messages import SetFlagsRequest
+    from ctdb.protocol import Service
+
+    rc = 0
+    for pnn, reply in s.ask_all(Service.CLUSTERD, SetFlagsRequest(set_bits, clear_bits)):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+    if rc:
+        return rc
+    # As CTDB does, return once this node sees the change on every target.
+    deadline = time.monotonic() + s.opts.timeout
+    targets = set(s.targets())
+    while True:
+        rows = {r.pnn: r for r in _nodemap(s, _view(s, s.pnn))}
+        if all(bool(rows[p].flags & bit) == want for p in targets if p in rows):
+            return 0
+        if time.monotonic() > deadline:
+            print("timed out waiting for the node flags to change", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+
+
+def cmd_disable(s: Session) -> int:
+    return _set_flags(s, PERMANENTLY_DISABLED, 0, True, PERMANENTLY_DISABLED)
+
+
+def cmd_enable(s: Session) -> int:
+    return _set_flags(s, 0, PERMANENTLY_DISABLED, False, PERMANENTLY_DISABLED)
+
+
+def cmd_stop(s: Session) -> int:
+    return _set_flags(s, STOPPED, 0, True, STOPPED)
+
+
+def cmd_continue(s: Session) -> int:
+    return _set_flags(s, 0, STOPPED, False, STOPPED)
+
+
+def _ban(s: Session, seconds: int) -> int:
+    from ctdb.clusterd.messages import BanRequest
+    from ctdb.protocol import Service
+
+    rc = 0
+    for pnn, reply in s.ask_all(Service.CLUSTERD, BanRequest(seconds)):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def cmd_ban(s: Session) -> int:
+    if len(s.opts.args) != 1 or not s.opts.args[0].isdigit():
+        raise UsageError("ban needs BANTIME in seconds")
+    return _ban(s, int(s.opts.args[0]))
+
+
+def cmd_unban(s: Session) -> int:
+    return _ban(s, 0)
+
+
+def cmd_listvars(s: Session) -> int:
+    from ctdb.clusterd.messages import ListTunablesRequest
+    from ctdb.protocol import Service
+
+    pnn, reply = s.ask_all(Service.CLUSTERD, ListTunablesRequest())[0]
+    if isinstance(reply, BaseException):
+        raise CtdbError(_node_error(pnn, reply))
+    if s.opts.json:
+        _json({t.name: t.value for t in reply.tunables})
+    for t in reply.tunables:
+        if s.opts.machine:
+            _machine(s.opts, [t.name, t.value])
+        elif not s.opts.json:
+            _out(f"{t.name:<23} = {t.value}")
+    return 0
+
+
+def cmd_getvar(s: Session) -> int:
+    from ctdb.clusterd.messages import GetTunableRequest
+    from ctdb.protocol import Service
+
+    if len(s.opts.args) != 1:
+        raise UsageError("getvar needs a NAME")
+    rc = 0
+    for pnn, reply in s.ask_all(Service.CLUSTERD, GetTunableRequest(s.opts.args[0])):
+        if isinstance(reply, BaseException):
+            print(str(reply), file=sys.stderr)
+            rc = 1
+            continue
+        _out(json.dumps({"pnn": pnn, reply.name: reply.value}) if s.opts.json
+             else f"{reply.name:<23} = {reply.value}")
+    return rc
+
+
+def cmd_setvar(s: Session) -> int:
+    from ctdb.clusterd.messages import SetTunableRequest
+    from ctdb.protocol import Service
+
+    if len(s.opts.args) != 2 or not s.opts.args[1].isdigit():
+        raise UsageError("setvar needs a NAME and a VALUE")
+    rc = 0
+    body = SetTunableRequest(s.opts.args[0], int(s.opts.args[1]))
+    for _pnn, reply in s.ask_all(Service.CLUSTERD, body):
+        if isinstance(reply, BaseException):
+            print(str(reply), file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def cmd_getcapabilities(s: Session) -> int:
+    from ctdb.clusterd.flags import Capability
+    from ctdb.clusterd.messages import CapabilitiesRequest
+    from ctdb.protocol import Service
+
+    rc = 0
+    for pnn, reply in s.ask_all(Service.CLUSTERD, CapabilitiesRequest()):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+            continue
+        caps = Capability(reply.capabilities)
+        doc = {"pnn": pnn, "leader": bool(caps & Capability.LEADER),
+               "lmaster": bool(caps & Capability.LMASTER)}
+        if s.opts.json:
+            _out(json.dumps(doc))
+        elif s.opts.machine:
+            _machine(s.opts, ["LEADER", "LMASTER"])
+            _machine(s.opts, ["Y" if doc["leader"] else "N", "Y" if doc["lmaster"] else "N"])
+        else:
+            _out(f"LEADER: {'YES' if doc['leader'] else 'NO'}")
+            _out(f"LMASTER: {'YES' if doc['lmaster'] else 'NO'}")
+    return rc
+
+
+def cmd_setleaderrole(s: Session) -> int:
+    from ctdb.clusterd.messages import SetLeaderRoleRequest
+    from ctdb.protocol import Service
+
+    if len(s.opts.args) != 1 or s.opts.args[0] not in ("on", "off"):
+        raise UsageError("setleaderrole needs on or off")
+    rc = 0
+    for pnn, reply in s.ask_all(Service.CLUSTERD, SetLeaderRoleRequest(s.opts.args[0] == "on")):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def cmd_recover(s: Session) -> int:
+    from ctdb.clusterd.messages import RecoverRequest
+    from ctdb.protocol import NODE_LEADER, Address, Service
+
+    before = _view(s).generation
+    s.client.request(Address(NODE_LEADER, Service.CLUSTERD), RecoverRequest(), s.opts.timeout)
+    deadline = time.monotonic() + s.opts.timeout
+    while _view(s).generation == before:
+        if time.monotonic() > deadline:
+            print("timed out waiting for the recovery", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    return 0
+
+
+def cmd_shutdown(s: Session) -> int:
+    from ctdb.protocol import Service, ShutdownRequest
+
+    rc = 0
+    for pnn, reply in s.ask_all(Service.MASTERD, ShutdownRequest()):
+        if isinstance(reply, BaseException):
+            print(_node_error(pnn, reply), file=sys.stderr)
+            rc = 1
+    return rc
 
 
 def cmd_listnodes(s: Session) -> int:
@@ -485,6 +709,21 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "getpid": cmd_getpid,
     "getdebug": cmd_getdebug,
     "setdebug": cmd_setdebug,
+    "leader": cmd_leader,
+    "runstate": cmd_runstate,
+    "disable": cmd_disable,
+    "enable": cmd_enable,
+    "stop": cmd_stop,
+    "continue": cmd_continue,
+    "ban": cmd_ban,
+    "unban": cmd_unban,
+    "listvars": cmd_listvars,
+    "getvar": cmd_getvar,
+    "setvar": cmd_setvar,
+    "getcapabilities": cmd_getcapabilities,
+    "setleaderrole": cmd_setleaderrole,
+    "recover": cmd_recover,
+    "shutdown": cmd_shutdown,
 }
 
 

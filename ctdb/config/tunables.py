@@ -19,7 +19,7 @@ clash (in any case) with CTDB's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +119,16 @@ CTDB_TUNABLES: tuple[TunableSpec, ...] = (
 )
 
 # pyctdb's own tunables go here (see the module docstring); each with pyctdb=True.
-PYCTDB_TUNABLES: tuple[TunableSpec, ...] = ()
+PYCTDB_TUNABLES: tuple[TunableSpec, ...] = (
+    TunableSpec("HeartbeatIntervalMs", 100,
+                "Milliseconds between heartbeats to every node (pyctdb). Unless set, an "
+                "explicit KeepaliveInterval in ctdb.tunables takes its place.",
+                minimum=10, maximum=60000, pyctdb=True),
+    TunableSpec("HeartbeatLimit", 4,
+                "Heartbeat intervals without a word from a node before it is DISCONNECTED "
+                "(pyctdb). Unless set, an explicit KeepaliveLimit takes its place.",
+                minimum=2, maximum=100, pyctdb=True),
+)
 
 
 def _build_table(*groups: tuple[TunableSpec, ...]) -> dict[str, TunableSpec]:
@@ -219,3 +228,22 @@ def parse_tunables(text: str, filename: str = "ctdb.tunables") -> Tunables:
 def load_tunables(path: Path) -> Tunables:
     """Read ctdb.tunables; OSError (e.g. FileNotFoundError) propagates."""
     return parse_tunables(read_text(path), str(path))
+
+
+def heartbeat_timing(values: Mapping[str, int], explicit: Iterable[str]) -> tuple[float, int]:
+    """Heartbeat interval in seconds and missed-heartbeat limit.
+
+    pyctdb's HeartbeatIntervalMs/HeartbeatLimit, unless ctdb.tunables sets CTDB's
+    KeepaliveInterval/KeepaliveLimit and not ours: then CTDB's meaning applies
+    (seconds between keepalives, intervals before a node is disconnected).
+    """
+    given = set(explicit)
+    if "HeartbeatIntervalMs" not in given and "KeepaliveInterval" in given:
+        interval = float(values["KeepaliveInterval"])
+    else:
+        interval = values["HeartbeatIntervalMs"] / 1000.0
+    if "HeartbeatLimit" not in given and "KeepaliveLimit" in given:
+        limit = values["KeepaliveLimit"]
+    else:
+        limit = values["HeartbeatLimit"]
+    return interval, max(limit, 2)

@@ -38,6 +38,7 @@ class DaemonSpec:
 
 DAEMONS: tuple[DaemonSpec, ...] = (
     DaemonSpec("transport", "ctdb.transport.service:create"),
+    DaemonSpec("clusterd", "ctdb.clusterd.daemon:create"),
 )
 
 

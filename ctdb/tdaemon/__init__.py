@@ -28,7 +28,7 @@ from typing import Any, ClassVar, TypeVar
 
 import ctdb
 from ctdb import logs
-from ctdb.errors import ConfigError, CtdbError
+from ctdb.errors import ConfigError, CtdbError, ProtocolError
 from ctdb.protocol import (
     MIN_VERSION,
     VERSION,
@@ -192,8 +192,14 @@ class Daemon:
         self._answer(msg, result)
 
     def _answer(self, msg: Message, result: Any) -> None:
-        if result is not None and self.client is not None and self.client.connected:
+        if result is None or self.client is None or not self.client.connected:
+            return
+        try:
             self.client.reply(msg, result)
+        except ProtocolError as exc:
+            log.error("%s: cannot send the reply to %s: %s", self.name,
+                      type(msg.body).__name__, exc)
+            self._error(msg, ErrorCode.INTERNAL, f"cannot encode the reply: {exc}")
 
     def _failed(self, msg: Message, exc: Exception) -> None:
         if isinstance(exc, CtdbError):

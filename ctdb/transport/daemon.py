@@ -69,6 +69,7 @@ from ctdb.protocol import (
 from ctdb.transport import link as linkmod
 from ctdb.transport.auth import AuthError
 from ctdb.transport.core import socket_path
+from ctdb.transport.events import LinkEvent
 from ctdb.transport.seqpacket import Connection, listen, peer_uid
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,12 @@ class Transportd:
     def _link_state(self, plink: linkmod.PeerLink, connected: bool) -> None:
         if not connected and self.leader == plink.pnn:
             log.log(logs.NOTICE, "lost the link to the leader, node %d", plink.pnn)
+        # Local subscribers (clusterd) learn at once that a peer's process is gone.
+        frame = encode(Message(body=LinkEvent(plink.pnn, connected),
+                               src=Address(self.pnn, Service.TRANSPORT),
+                               dst=Address(self.pnn, Service.SUBSCRIBERS),
+                               flags=Flag.BROADCAST))
+        self._deliver(peek_header(frame), frame, None)
 
     # -- local clients -----------------------------------------------------------
     def _accept_local(self, lsock: socket.socket) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from ctdb.config.tunables import Tunables, heartbeat_timing
 from ctdb.node import NodeContext
 from ctdb.transport.auth import load_keys
 from ctdb.transport.daemon import Transportd, TransportSettings
 
 
 def settings_for(node: NodeContext) -> TransportSettings:
+    """Links use the heartbeat timing too, so a dead link and a DISCONNECTED node are
+    seen at the same moment."""
     conf = node.config.conf
+    tunables = node.config.tunables or Tunables()
+    interval, limit = heartbeat_timing(tunables, tunables.explicit)
     return TransportSettings(
         pnn=node.pnn,
         nodes={n.pnn: (None if n.deleted or n.address is None else str(n.address))
@@ -16,8 +21,8 @@ def settings_for(node: NodeContext) -> TransportSettings:
         run_dir=node.run_dir,
         keys=load_keys(conf.key_file),
         port=conf.port,
-        keepalive_interval=0.5,
-        keepalive_limit=4,
+        keepalive_interval=interval,
+        keepalive_limit=limit,
     )
 
 
