@@ -160,3 +160,29 @@ def test_tunables_and_capabilities(sb: Sandbox) -> None:
     assert bad.returncode == 1
     assert "NoSuchTunable" in bad.stderr
     assert sb.ctdb(1, "getcapabilities").stdout == "LEADER: YES\nLMASTER: YES\n"
+
+
+REPORT = """
+import sys
+from pathlib import Path
+from ctdb.clusterd.messages import HealthReport
+from ctdb.config import load
+from ctdb.protocol import NODE_CURRENT, Address, Service
+from ctdb.transport.sync import SyncClient
+with SyncClient(load().conf.run_dir) as c:
+    c.request(Address(NODE_CURRENT, Service.CLUSTERD),
+              HealthReport("monitor", sys.argv[1] == "ok", "10.test failed"))
+"""
+
+
+def test_health_reports_make_a_node_unhealthy_everywhere(sb: Sandbox) -> None:
+    import sys
+
+    agreed(sb, [0, 1, 2], ALL_OK)
+    sb.exec(1, [sys.executable, "-c", REPORT, "bad"], check=True)
+    expect = dict(ALL_OK)
+    expect[1] = "UNHEALTHY"
+    agreed(sb, [0, 1, 2], expect)
+    assert "UNHEALTHY (monitor: 10.test failed)" in sb.log_text(1)
+    sb.exec(1, [sys.executable, "-c", REPORT, "ok"], check=True)
+    agreed(sb, [0, 1, 2], ALL_OK)

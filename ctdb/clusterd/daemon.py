@@ -17,6 +17,7 @@ from typing import Any
 
 from ctdb import logs
 from ctdb.clusterd.flags import NO_NODE, Capability, NodeFlag, Runstate
+from ctdb.clusterd.health import is_unhealthy, unhealthy_sources
 from ctdb.clusterd.lock import ClusterLock, make_lock
 from ctdb.clusterd.messages import (
     BanRequest,
@@ -25,6 +26,7 @@ from ctdb.clusterd.messages import (
     ClusterView,
     ClusterViewRequest,
     GetTunableRequest,
+    HealthReport,
     Heartbeat,
     ListTunablesRequest,
     LockInfo,
@@ -110,6 +112,7 @@ class Clusterd(Daemon):
         self._told_leader = -1
         self.last_recovery = (0, 0)
         self._wake = asyncio.Event()
+        self.health: dict[str, tuple[bool, str]] = {}
 
     # -- life cycle --------------------------------------------------------------------
     async def setup(self) -> None:
@@ -299,10 +302,36 @@ class Clusterd(Daemon):
         allowed = int(OWN_FLAGS) & ~int(NodeFlag.BANNED)
         if (body.set | body.clear) & ~allowed:
             raise CtdbError("only UNHEALTHY, DISABLED and STOPPED may be set or cleared")
-        self.cluster.flags = (self.cluster.flags | body.set) & ~body.clear
+        if (body.set | body.clear) & NodeFlag.UNHEALTHY:
+            # UNHEALTHY is derived from health reports; the admin's is one more source.
+            was = is_unhealthy(self.health)
+            self.health["admin"] = (not body.set & NodeFlag.UNHEALTHY, "set by the admin")
+            self._apply_health(was)
+        own = int(NodeFlag.UNHEALTHY)
+        self.cluster.flags = ((self.cluster.flags | body.set) & ~body.clear & ~own) | (
+            self.cluster.flags & own)
         log.log(logs.NOTICE, "node flags now %#x", self.cluster.own_flags(time.monotonic()))
         self._wake.set()
         return Ack()
+
+    @handles(HealthReport)
+    def _health(self, msg: Message) -> Ack:
+        body: HealthReport = msg.body
+        was = is_unhealthy(self.health)
+        self.health[body.source] = (body.healthy, body.reason)
+        self._apply_health(was)
+        return Ack()
+
+    def _apply_health(self, was: bool) -> None:
+        now_unhealthy = is_unhealthy(self.health)
+        if now_unhealthy:
+            self.cluster.flags |= NodeFlag.UNHEALTHY
+        else:
+            self.cluster.flags &= ~int(NodeFlag.UNHEALTHY)
+        if now_unhealthy != was:
+            log.log(logs.NOTICE, "node is %s%s", "UNHEALTHY" if now_unhealthy else "healthy",
+                    f" ({'; '.join(unhealthy_sources(self.health))})" if now_unhealthy else "")
+            self._wake.set()
 
     @handles(BanRequest)
     def _ban(self, msg: Message) -> Ack:

@@ -164,3 +164,12 @@ class Recovered:
 class TunableValue:
     name: str
     value: U32
+
+
+@message(0x0313)
+class HealthReport:
+    """A daemon reports this node's health from its point of view (``source``)."""
+
+    source: str
+    healthy: bool
+    reason: str = ""
