@@ -186,3 +186,15 @@ def test_health_reports_make_a_node_unhealthy_everywhere(sb: Sandbox) -> None:
     assert "UNHEALTHY (monitor: 10.test failed)" in sb.log_text(1)
     sb.exec(1, [sys.executable, "-c", REPORT, "ok"], check=True)
     agreed(sb, [0, 1, 2], ALL_OK)
+
+
+def test_reloadnodes_adds_a_fourth_node_live(sb: Sandbox) -> None:
+    agreed(sb, [0, 1, 2], ALL_OK)
+    generation = views(sb, [0])[0]["generation"]
+    new = sb.add_node()
+    assert new == 3
+    sb.ctdb(0, "reloadnodes")
+    expect = {0: "OK", 1: "OK", 2: "OK", 3: "OK"}
+    vs = agreed(sb, [0, 1, 2, 3], expect)
+    assert vs[0]["generation"] != generation
+    assert sb.ctdb(3, "-n", "all", "ping").stdout.count("response from") == 4

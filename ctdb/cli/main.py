@@ -51,6 +51,7 @@ Commands:
   setleaderrole on|off  whether the node may become leader
   recover           ask the leader for a recovery now
   shutdown          stop ctdbd on the node
+  reloadnodes       every node re-reads its nodes file (added and deleted nodes)
 """
 
 # CTDB's node flag bits.
@@ -623,6 +624,41 @@ def cmd_recover(s: Session) -> int:
     return 0
 
 
+def cmd_reloadnodes(s: Session) -> int:
+    """Every node re-reads its nodes file (change it on every node first).
+
+    This node goes first, so its transport knows new nodes before it asks them; a new
+    node's link may take a moment to come up, so each node is retried until the deadline.
+    """
+    from ctdb.clusterd.messages import ReloadNodesRequest
+    from ctdb.protocol import NODE_CURRENT, Address, Service
+
+    s.client.request(Address(NODE_CURRENT, Service.CLUSTERD), ReloadNodesRequest(),
+                     s.opts.timeout)
+    rc = 0
+    deadline = time.monotonic() + s.opts.timeout
+    for pnn in s.live_nodes():
+        if pnn == s.pnn:
+            continue
+        while True:
+            try:
+                s.client.request(Address(pnn, Service.CLUSTERD), ReloadNodesRequest(),
+                                 max(0.1, deadline - time.monotonic()))
+                break
+            except RemoteError as exc:
+                if exc.code != 2 or time.monotonic() > deadline:  # 2: node disconnected
+                    print(f"Node {pnn}: failed to reload the nodes file: {exc}",
+                          file=sys.stderr)
+                    rc = 1
+                    break
+                time.sleep(0.05)
+            except CtdbError as exc:
+                print(f"Node {pnn}: failed to reload the nodes file: {exc}", file=sys.stderr)
+                rc = 1
+                break
+    return rc
+
+
 def cmd_shutdown(s: Session) -> int:
     from ctdb.protocol import Service, ShutdownRequest
 
@@ -724,6 +760,7 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "setleaderrole": cmd_setleaderrole,
     "recover": cmd_recover,
     "shutdown": cmd_shutdown,
+    "reloadnodes": cmd_reloadnodes,
 }
 
 

@@ -33,6 +33,7 @@ from ctdb.clusterd.messages import (
     NodeInfo,
     Recovered,
     RecoverRequest,
+    ReloadNodesRequest,
     RunstateReply,
     RunstateRequest,
     SetFlagsRequest,
@@ -44,6 +45,7 @@ from ctdb.clusterd.messages import (
     TunableValue,
 )
 from ctdb.clusterd.state import OWN_FLAGS, ClusterState, Decision, Peer
+from ctdb.config import load_nodes
 from ctdb.config.tunables import TUNABLES, find_tunable, heartbeat_timing
 from ctdb.errors import CtdbError
 from ctdb.node import NodeContext
@@ -61,7 +63,7 @@ from ctdb.protocol import (
 )
 from ctdb.protocol.codec import type_of
 from ctdb.tdaemon import Daemon, handles
-from ctdb.transport.events import LinkEvent
+from ctdb.transport.events import LinkEvent, ReloadNodes
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +367,25 @@ class Clusterd(Daemon):
         if self.cluster.leader != self.cluster.pnn:
             raise CtdbError("this node is not the leader")
         self._recovered_set = None
+        self._wake.set()
+        return Ack()
+
+    @handles(ReloadNodesRequest)
+    async def _reload_nodes(self, _msg: Message) -> Ack:
+        """Take up a changed nodes file: transportd first (links), then membership."""
+        if self.client is None:
+            raise CtdbError("clusterd is not connected")
+        nodes = load_nodes(self.node.config.base / "nodes")
+        await self.client.request(TRANSPORT, ReloadNodes())
+        for n in nodes:
+            peer = self.cluster.peers.get(n.pnn)
+            if peer is None:
+                self.cluster.peers[n.pnn] = Peer(n.pnn, str(n.address or ""),
+                                                 deleted=n.deleted)
+                log.log(logs.NOTICE, "node %d added", n.pnn)
+            elif n.deleted and not peer.deleted:
+                peer.deleted = True
+                log.log(logs.NOTICE, "node %d deleted", n.pnn)
         self._wake.set()
         return Ack()
 

@@ -197,8 +197,8 @@ class Daemon:
         try:
             self.client.reply(msg, result)
         except ProtocolError as exc:
-            log.error("%s: cannot send the reply to %s: %s", self.name,
-                      type(msg.body).__name__, exc)
+            log.exception("%s: cannot send the reply to %s", self.name,
+                          type(msg.body).__name__)
             self._error(msg, ErrorCode.INTERNAL, f"cannot encode the reply: {exc}")
 
     def _failed(self, msg: Message, exc: Exception) -> None:

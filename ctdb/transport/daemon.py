@@ -69,7 +69,7 @@ from ctdb.protocol import (
 from ctdb.transport import link as linkmod
 from ctdb.transport.auth import AuthError
 from ctdb.transport.core import socket_path
-from ctdb.transport.events import LinkEvent
+from ctdb.transport.events import LinkEvent, ReloadNodes
 from ctdb.transport.seqpacket import Connection, listen, peer_uid
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class TransportSettings:
     port: int = 4379
     keepalive_interval: float = 1.0
     keepalive_limit: int = 5
+    reload_nodes: Callable[[], dict[int, str | None]] | None = None  # re-reads the nodes file
 
 
 @dataclass(eq=False)
@@ -114,14 +115,8 @@ class Transportd:
             raise ValueError(f"this node (PNN {settings.pnn}) is deleted in the nodes file")
         for pnn, host in settings.nodes.items():
             if pnn != self.pnn and host is not None:
-                self.links[pnn] = linkmod.PeerLink(
-                    pnn,
-                    self.pnn,
-                    on_frame=self._peer_frame,
-                    on_state=self._link_state,
-                    keepalive_interval=settings.keepalive_interval,
-                    keepalive_limit=settings.keepalive_limit,
-                )
+                self.links[pnn] = self._new_link(pnn)
+        self._dialers: dict[int, asyncio.Task[None]] = {}
         self._params = linkmod.LinkParams(settings.keys, self.pnn, (MIN_VERSION, VERSION),
                                           settings.keepalive_interval)
         self._by_host = {host: pnn for pnn, host in settings.nodes.items() if host is not None}
@@ -137,6 +132,7 @@ class Transportd:
             StatusRequest: self._status,
             GetLogLevelRequest: self._log_level,
             SetLogLevelRequest: self._set_log_level,
+            ReloadNodes: self._reload_nodes,
         }
 
     # -- life cycle --------------------------------------------------------------
@@ -150,14 +146,14 @@ class Transportd:
         log.log(logs.NOTICE, "transport listening on %s:%d as node %d", self._host, s.port,
                 self.pnn)
         try:
-            async with asyncio.TaskGroup() as tg:
-                for pnn, plink in self.links.items():
-                    if pnn > self.pnn:
-                        tg.create_task(self._dial_forever(plink))
-                if ready is not None:
-                    ready()
-                await asyncio.Event().wait()
+            for pnn in self.links:
+                self._start_dialer(pnn)
+            if ready is not None:
+                ready()
+            await asyncio.Event().wait()
         finally:
+            for task in self._dialers.values():
+                task.cancel()
             loop.remove_reader(lsock.fileno())
             lsock.close()
             server.close()
@@ -165,6 +161,49 @@ class Transportd:
                 plink.close()
             for local in list(self._locals.values()):
                 local.conn.close()
+
+    def _new_link(self, pnn: int) -> linkmod.PeerLink:
+        s = self.settings
+        return linkmod.PeerLink(pnn, self.pnn, on_frame=self._peer_frame,
+                                on_state=self._link_state,
+                                keepalive_interval=s.keepalive_interval,
+                                keepalive_limit=s.keepalive_limit)
+
+    def _start_dialer(self, pnn: int) -> None:
+        """The lower PNN of a pair dials; the other end only accepts."""
+        if pnn > self.pnn and pnn not in self._dialers:
+            self._dialers[pnn] = asyncio.get_running_loop().create_task(
+                self._dial_forever(self.links[pnn]))
+
+    def _reload_nodes(self, sender: _Local | None, _body: object) -> Ack:
+        """Take up a changed nodes file: new nodes get links, deleted ones lose theirs."""
+        if self.settings.reload_nodes is None:
+            raise CtdbError("this transport cannot reload its nodes")
+        nodes = self.settings.reload_nodes()
+        for pnn, host in self.settings.nodes.items():
+            new = nodes.get(pnn)
+            if host is not None and new is not None and new != host:
+                raise CtdbError(f"node {pnn} changed its address from {host} to {new}; "
+                                "delete it and add a new node instead")
+        if nodes.get(self.pnn) != self._host:
+            raise CtdbError("this node's own address changed")
+        for pnn, host in nodes.items():
+            if pnn == self.pnn:
+                continue
+            if host is None and pnn in self.links:
+                self.links.pop(pnn).close()
+                task = self._dialers.pop(pnn, None)
+                if task is not None:
+                    task.cancel()
+                log.log(logs.NOTICE, "node %d deleted from the nodes file", pnn)
+            elif host is not None and pnn not in self.links:
+                self.links[pnn] = self._new_link(pnn)
+                log.log(logs.NOTICE, "node %d (%s) added to the nodes file", pnn, host)
+        self.settings.nodes = dict(nodes)
+        self._by_host = {h: p for p, h in nodes.items() if h is not None}
+        for pnn in self.links:
+            self._start_dialer(pnn)
+        return Ack()
 
     async def _dial_forever(self, plink: linkmod.PeerLink) -> None:
         host = self.settings.nodes[plink.pnn]
