@@ -46,12 +46,13 @@ def test_pnn_and_status(cluster: Sandbox) -> None:
     wait_for("all links up", lambda: "DISCONNECTED" not in cluster.ctdb(0, "status").stdout)
     out = cluster.ctdb(0, "status").stdout.splitlines()
     assert out[0] == "Number of nodes:3"
-    assert out[1] == "pnn:0 198.18.1.1       OK (THIS NODE)"
-    assert out[2] == "pnn:1 198.18.1.2       OK"
+    ip = [n.private_ip for n in cluster.topo.nodes]
+    assert out[1] == f"pnn:0 {ip[0]:<16} OK (THIS NODE)"
+    assert out[2] == f"pnn:1 {ip[1]:<16} OK"
     machine = cluster.ctdb(2, "-X", "status").stdout.splitlines()
     assert machine[0] == ("|Node|IP|Disconnected|Unknown|Banned|Disabled|Unhealthy|Stopped"
                           "|Inactive|PartiallyOnline|ThisNode|")
-    assert machine[3] == "|2|198.18.1.3|0|0|0|0|0|0|0|0|Y|"
+    assert machine[3] == f"|2|{ip[2]}|0|0|0|0|0|0|0|0|Y|"
 
 
 def test_json_output(cluster: Sandbox) -> None:
@@ -89,7 +90,8 @@ def test_killed_daemon_is_restarted(cluster: Sandbox) -> None:
 def test_cut_link_heals_by_itself(cluster: Sandbox) -> None:
     cluster.cut(2, "private")
     try:
-        wait_for("node 0 to see node 2 disconnected", lambda: "pnn:2 198.18.1.3       "
+        ip2 = cluster.topo.node(2).private_ip
+        wait_for("node 0 to see node 2 disconnected", lambda: f"pnn:2 {ip2:<16} "
                  "DISCONNECTED|INACTIVE" in cluster.ctdb(0, "status").stdout)
         failed = cluster.ctdb(0, "-n", "2", "ping", check=False)
         assert failed.returncode == 1

@@ -61,7 +61,8 @@ def test_nodes_answer_and_status(sb: Sandbox) -> None:
     assert out.count("response from") == 3
     status = sb.status()
     assert [n["state"] for n in status["nodes"]] == ["running"] * 3
-    assert status["public_ips"] == ["198.18.2.100", "198.18.2.101"]
+    net = f"198.18.{2 * sb.topo.index + 2}"
+    assert status["public_ips"] == [f"{net}.100", f"{net}.101"]
 
 
 def test_cut_private_keeps_public(sb: Sandbox) -> None:

@@ -646,7 +646,8 @@ def cmd_reloadnodes(s: Session) -> int:
                                  max(0.1, deadline - time.monotonic()))
                 break
             except RemoteError as exc:
-                if exc.code != 2 or time.monotonic() > deadline:  # 2: node disconnected
+                # Retry while the new node's link or daemons are still coming up.
+                if exc.code not in (1, 2) or time.monotonic() > deadline:
                     print(f"Node {pnn}: failed to reload the nodes file: {exc}",
                           file=sys.stderr)
                     rc = 1

@@ -185,8 +185,9 @@ class Sandbox:
         key.chmod(0o600)
 
     def wait_ready(self, pnn: int, timeout: float = 30.0) -> None:
-        wait_for(f"node {pnn} to answer ctdb ping",
-                 lambda: self.ctdb(pnn, "ping", check=False).returncode == 0, timeout)
+        """Until ctdbd answers: masterd registers only once all its daemons are ready."""
+        wait_for(f"node {pnn}'s ctdbd to answer",
+                 lambda: self.ctdb(pnn, "getpid", check=False).returncode == 0, timeout)
 
     def start(self, pnn: int, *args: str, env: dict[str, str] | None = None) -> None:
         """Start the node's ctdbd, with extra arguments and environment if given."""
