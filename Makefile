@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT := apt-get -o DPkg::Lock::Timeout=600 -y -q
 # Debian packages: the interpreter the .deb runs on, and the lab's tools.
-DEB_PACKAGES := python3 python3-venv python3-dev iproute2 nftables procps psmisc dbus
+DEB_PACKAGES := python3 python3-venv python3-dev iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client
 BENCH_DEB_PACKAGES := ctdb ethtool
 STAMP := $(VENV)/.installed
 
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  DEBIAN_FRONTEND=noninteractive $(APT) update && \
-	  DEBIAN_FRONTEND=noninteractive $(APT) install --no-install-recommends $$missing; fi
+	  DEBIAN_FRONTEND=noninteractive $(APT) install --no-install-recommends $$missing || exit 1; \
+	  systemctl disable --now etcd 2>/dev/null; pkill -x etcd; true; fi
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	# compat mode: a plain path entry, not an import hook (the hook costs the CLI ~9 ms)
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat

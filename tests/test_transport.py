@@ -213,6 +213,14 @@ class Proxy:
         self.frames: list[bytes] = []
         self.to_acceptor: asyncio.StreamWriter | None = None
         self.server: asyncio.Server | None = None
+        self.silent = False  # drop everything, as a silent partition does
+        self.swallowed = 0  # handshakes dropped while silent
+
+    def silence(self) -> None:
+        self.silent = True
+
+    def unsilence(self) -> None:
+        self.silent = False
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._client, PROXY, PORT)
@@ -225,14 +233,18 @@ class Proxy:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.IncompleteReadError):
                 while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
+                    if not self.silent:
+                        dst.write(data)
+                        await dst.drain()
             dst.close()
 
         async def dialer_side() -> None:
             with contextlib.suppress(OSError, asyncio.IncompleteReadError):
                 size = await reader.readexactly(2)
                 hello = await reader.readexactly(int.from_bytes(size, "big"))
+                if self.silent:
+                    self.swallowed += 1
+                    await asyncio.Event().wait()  # swallow the handshake: it times out
                 up_writer.write(size + hello)
                 up_writer.write(await reader.readexactly(32))  # the dialer's proof
                 while True:
@@ -240,8 +252,9 @@ class Proxy:
                     length = int.from_bytes(header[8:12], "big")
                     rest = await reader.readexactly(length - HEADER_SIZE + MAC_SIZE)
                     self.frames.append(header + rest)
-                    up_writer.write(header + rest)
-                    await up_writer.drain()
+                    if not self.silent:
+                        up_writer.write(header + rest)
+                        await up_writer.drain()
             up_writer.close()
 
         await asyncio.gather(dialer_side(), pump(up_reader, writer))
@@ -322,3 +335,29 @@ async def test_address_not_in_nodes_file_is_refused(
     writer.close()
     await until("logged", lambda: _true(f"refused connection from {ADDRS[4]}" in caplog.text))
     assert not nodes.daemons[1].links[0].connected
+
+
+async def test_links_come_back_after_repeated_silent_cuts(
+        nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link that dies by keepalive timeout is dialed again, every time (regression:
+    Python 3.11.2's TaskGroup left the dialer unable to time out, so it stopped)."""
+    from ctdb.transport import link
+
+    monkeypatch.setattr(link, "HANDSHAKE_TIMEOUT", 0.3)
+    proxy = Proxy()
+    await proxy.start()
+    await nodes.start(0, {0: ADDRS[0], 1: PROXY})
+    await nodes.start(1, {0: ADDRS[0], 1: ADDRS[1]})
+    client = await Client.connect(nodes.run_dir(0))
+    for _ in range(3):
+        await until("link up", lambda: can_ping(client, 1))
+        proxy.silence()
+        await until("link down", lambda: _false(nodes.daemons[0].links[1].connected))
+        # A second swallowed handshake means the first one timed out in the dialer.
+        goal = proxy.swallowed + 2
+        await until("a handshake timed out",
+                    lambda goal=goal: _true(proxy.swallowed >= goal))  # type: ignore[misc]
+        proxy.unsilence()
+    await until("link up at last", lambda: can_ping(client, 1))
+    proxy.close()
+    await client.close()

@@ -9,6 +9,7 @@ failed command or no daemon, 2 bad usage.  Imports stay lean (no asyncio).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -797,6 +798,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except CtdbError as exc:
         print(str(exc), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (``ctdb status | head``): exit quietly, as tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
         if session is not None:

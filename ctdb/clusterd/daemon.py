@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 TRANSPORT = Address(NODE_CURRENT, Service.TRANSPORT)
 ALL_CLUSTERDS = Address(NODE_ALL, Service.CLUSTERD)
+LOCK_RETRY = 0.25  # seconds between attempts to take a contended cluster lock
 
 
 def _type(cls: type) -> int:
@@ -108,6 +109,7 @@ class Clusterd(Daemon):
             self.cluster.flags |= NodeFlag.PERMANENTLY_DISABLED
         self.lock: ClusterLock = make_lock(conf.cluster_lock, self._lock_lost)
         self._locking = False
+        self._next_lock_try = 0.0
         self._recovered_set: frozenset[int] | None = None
         self._recovering = False
         self._last_view: Any = None
@@ -157,9 +159,10 @@ class Clusterd(Daemon):
 
     # -- acting on decisions --------------------------------------------------------
     def _act(self, d: Decision, now: float) -> None:
-        if d.want_lock and not self.lock.held and not self._locking:
+        if (d.want_lock and not self.lock.held and not self._locking
+                and now >= self._next_lock_try):
             self._locking = True
-            self._own(self._take_lock())
+            self._own(self._take_lock(now))
         elif not d.want_lock and self.lock.held and not self._locking:
             self._own(self._release_lock())
         if d.leader != self._told_leader and self.client is not None and self.client.connected:
@@ -177,14 +180,19 @@ class Clusterd(Daemon):
                 self._recovering = True
                 self._own(self._recover(active))
 
-    async def _take_lock(self) -> None:
+    async def _take_lock(self, now: float) -> None:
         try:
             if await self.lock.try_take():
                 log.log(logs.NOTICE, "took the cluster lock")
                 self.cluster.lock_held = True
                 self._wake.set()
+            else:
+                # A helper is a process: do not start one every heartbeat.
+                self._next_lock_try = now + LOCK_RETRY
+                log.info("cluster lock not taken: %s", self.lock.detail)
         finally:
             self._locking = False
+        self._next_lock_try = 0.0
 
     async def _release_lock(self) -> None:
         await self.lock.release()

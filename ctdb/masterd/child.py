@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import signal
@@ -30,6 +31,14 @@ def ready_callback() -> None:
             os.close(fd)
 
 
+def dump_tasks() -> None:
+    """SIGUSR1: log where every task of this daemon waits (for debugging a hang)."""
+    for t in asyncio.all_tasks():
+        out = io.StringIO()
+        t.print_stack(file=out)
+        log.warning("task %s:\n%s", t.get_name(), out.getvalue())
+
+
 async def serve(runnable: registry.Runnable) -> None:
     task = asyncio.current_task()
     if task is None:
@@ -37,6 +46,7 @@ async def serve(runnable: registry.Runnable) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     loop.add_signal_handler(signal.SIGINT, task.cancel)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     with contextlib.suppress(asyncio.CancelledError):
         await runnable.run(ready_callback)
 

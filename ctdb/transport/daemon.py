@@ -172,8 +172,15 @@ class Transportd:
     def _start_dialer(self, pnn: int) -> None:
         """The lower PNN of a pair dials; the other end only accepts."""
         if pnn > self.pnn and pnn not in self._dialers:
-            self._dialers[pnn] = asyncio.get_running_loop().create_task(
-                self._dial_forever(self.links[pnn]))
+            task = asyncio.get_running_loop().create_task(self._dial_forever(self.links[pnn]))
+            task.add_done_callback(self._dialer_done)
+            self._dialers[pnn] = task
+
+    def _dialer_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            log.warning("dialer %s was cancelled", task.get_name())
+        elif task.exception() is not None:
+            log.error("dialer %s died: %r", task.get_name(), task.exception())
 
     def _reload_nodes(self, sender: _Local | None, _body: object) -> Ack:
         """Take up a changed nodes file: new nodes get links, deleted ones lose theirs."""
@@ -219,10 +226,13 @@ class Transportd:
                 log.debug("node %d: connect failed: %s", plink.pnn, exc)
                 if isinstance(exc, AuthError):
                     log.warning("node %d: refused: %s", plink.pnn, exc)
+            except Exception:
+                # A bug must not end the dialing: this link would never come back.
+                log.exception("node %d: link failed", plink.pnn)
             if time.monotonic() - started > 5:
                 delay = 0.05
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.5)
 
     async def _accept_peer(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
