@@ -117,6 +117,7 @@ class Clusterd(Daemon):
         self.last_recovery = (0, 0)
         self._wake = asyncio.Event()
         self.health: dict[str, tuple[bool, str]] = {}
+        self._connected: frozenset[int] = frozenset({node.pnn})
 
     # -- life cycle --------------------------------------------------------------------
     async def setup(self) -> None:
@@ -153,6 +154,12 @@ class Clusterd(Daemon):
         now = time.monotonic()
         self.lock.check()
         decision = self.cluster.evaluate(now)
+        if decision.connected != self._connected:
+            for pnn in sorted(self._connected - decision.connected):
+                log.log(logs.NOTICE, "node %d is DISCONNECTED", pnn)
+            for pnn in sorted(decision.connected - self._connected - {self.cluster.pnn}):
+                log.log(logs.NOTICE, "node %d is connected", pnn)
+            self._connected = decision.connected
         self._act(decision, now)
         self._send_heartbeat(decision, now)
         self._publish_view(now)

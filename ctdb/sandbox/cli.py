@@ -110,9 +110,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per comm
         if not argv:
             raise SandboxError("no command given")
         if args.command == "client":
-            os.execvp("ip", sb.client_argv(argv))
+            full = sb.client_argv(argv)
+            os.execvp(full[0], full)
         node = sb.topo.node(args.pnn)
-        os.execvpe("ip", sb.backend.exec_argv(sb, node, argv), sb.backend.node_env(sb, node))
+        full = sb.backend.exec_argv(sb, node, argv)
+        os.execvpe(full[0], full, sb.backend.node_env(sb, node))
     if args.command == "kill":
         sb.kill(args.pnn, args.daemon)
     elif args.command == "heal":

@@ -269,6 +269,12 @@ class Sandbox:
         return ["ip", "netns", "exec", self.topo.client, *argv]
 
     def pid(self, pnn: int) -> int | None:
+        """The node's ctdbd; a backend whose init restarts ctdbd (nspawn) knows the new one."""
+        find = getattr(self.backend, "ctdbd_pid", None)
+        if find is not None:
+            current: int | None = find(self.topo.node(pnn))
+            if current is not None:
+                return current
         return self.options.pids.get(str(pnn))
 
     def children(self, pnn: int) -> dict[str, int]:
@@ -410,6 +416,9 @@ def free_index(name: str) -> int:
 
 def destroy(name: str) -> list[str]:
     """Remove every trace of sandbox *name*: processes, namespaces, state directory."""
+    from ctdb.sandbox.nspawn_backend import cleanup as cleanup_nspawn
+
+    cleanup_nspawn(name)
     gone = network.teardown(f"pctdb-{name}-")
     root = STATE_ROOT / name
     if root.exists():
