@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import inspect
+import pickle
 import struct as pystruct
 import subprocess
 import sys
+import threading
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
@@ -80,8 +84,10 @@ from ctdb.protocol import (
     set_src,
     struct,
 )
+from ctdb.protocol.codec import compile_struct
 from ctdb.protocol.fields import Fixed
 from ctdb.protocol.header import HEADER
+from ctdb.protocol.record import fields_of, is_record
 
 CATALOG = {
     0x0001: Fragment, 0x0002: ErrorReply, 0x0003: Ack, 0x0010: Register,
@@ -116,10 +122,9 @@ _SCALARS: dict[str, st.SearchStrategy[Any]] = {
 
 def value_strategy(hint: Any) -> st.SearchStrategy[Any]:
     """Any value the annotation can carry."""
+    if isinstance(hint, Fixed):  # U8 ... F64 at run time (Annotated[int, Fixed] for mypy)
+        return _SCALARS[hint.code]
     origin = typing.get_origin(hint)
-    if origin is Annotated:
-        fixed = [e for e in typing.get_args(hint)[1:] if isinstance(e, Fixed)]
-        return _SCALARS[fixed[0].code]
     if hint is bool:
         return st.booleans()
     if hint is str:
@@ -128,14 +133,14 @@ def value_strategy(hint: Any) -> st.SearchStrategy[Any]:
         return st.binary(max_size=40)
     if origin is list:
         return st.lists(value_strategy(typing.get_args(hint)[0]), max_size=4)
-    if dataclasses.is_dataclass(hint):
+    if is_record(hint):
         return body_strategy(typing.cast(type, hint))
     raise AssertionError(f"no strategy for {hint!r}")
 
 
 def body_strategy(cls: type) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(cls, include_extras=True)
-    return st.builds(cls, *[value_strategy(hints[f.name]) for f in dataclasses.fields(cls)])
+    return st.builds(cls, *[value_strategy(hints[f.name]) for f in fields_of(cls)])
 
 
 addresses = st.builds(Address, st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF))
@@ -425,6 +430,123 @@ def test_import_is_light() -> None:
     code = "import sys, ctdb.protocol; print(sorted({'asyncio', 'socket'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_import_leaves_dataclasses_typing_and_codecs_for_later() -> None:
+    """The CLI's start-up budget: nothing heavy is imported, nothing compiled up front."""
+    heavy = "{'dataclasses', 'inspect', 'typing', 're'}"
+    code = (
+        "import sys, ctdb.protocol; from ctdb.protocol import codec; "
+        f"print(sorted({heavy} & set(sys.modules)), len(codec._CODECS), len(codec.DECODERS))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "0", "0"]
+
+
+# --- payload classes: frozen, slotted records ------------------------------------------
+
+
+def test_payload_classes_behave_as_frozen_dataclasses() -> None:
+    reply = ErrorReply(code=1, message="m")
+    assert reply == ErrorReply(1, "m")
+    assert reply != ErrorReply(2, "m")
+    assert EchoRequest(b"m") != EchoReply(b"m")  # equal fields, different classes
+    assert hash(reply) == hash(ErrorReply(1, "m"))
+    assert repr(reply) == "ErrorReply(code=1, message='m')"
+    assert repr(PingRequest()) == "PingRequest()"
+    assert ErrorReply.__slots__ == ErrorReply.__match_args__ == ("code", "message")
+    assert not hasattr(reply, "__dict__")
+    for change in (
+        lambda: setattr(reply, "code", 2),
+        lambda: setattr(reply, "other", 2),
+        lambda: delattr(reply, "code"),
+    ):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            change()
+    assert reply == copy.copy(reply) == copy.deepcopy(reply) == pickle.loads(pickle.dumps(reply))  # noqa: S301
+    match reply:
+        case ErrorReply(code, text):
+            assert (code, text) == (1, "m")
+        case _:
+            pytest.fail("no match")
+    msg = Message(PingRequest(), request_id=3)
+    assert (msg.src, msg.dst, msg.request_id, msg.flags) == (
+        Address(NODE_CURRENT, 0), Address(NODE_CURRENT, 0), 3, Flag(0),
+    )  # fmt: skip
+    assert str(inspect.signature(ErrorReply)) == "(code: 'U32', message: 'str') -> None"
+    for args, kwargs, error in [
+        ((1,), {}, "missing 1 required positional argument: 'message'"),
+        ((1,), {"code": 2}, "got multiple values for argument 'code'"),
+        ((1, "m"), {"nope": 3}, "got an unexpected keyword argument 'nope'"),
+        ((1, "m", 3), {}, "takes 3 positional arguments but 4 were given"),
+    ]:
+        with pytest.raises(TypeError, match=error):
+            ErrorReply(*args, **kwargs)
+
+
+def test_generic_init_for_wide_records_and_default_factories() -> None:
+    """More fields than the __init__ templates cover, or a default_factory."""
+    assert ItemV2(name="n", a=2, flag=False) == ItemV2(2, "n", [], False)
+    assert ItemV2(1, "x").extra is not ItemV2(1, "x").extra
+    assert str(inspect.signature(ItemV2)) == (
+        "(a: 'U32', name: 'str', extra: 'list[U16]' = <factory>, flag: 'bool' = True) -> None"
+    )
+    for args, kwargs, error in [
+        ((), {}, "missing 2 required positional arguments: 'a' and 'name'"),
+        ((1,), {"a": 2}, "got multiple values for argument 'a'"),
+        ((1, "x"), {"nope": 3}, "got an unexpected keyword argument 'nope'"),
+        ((1, "x", [], True, 5), {}, "takes from 3 to 5 positional arguments but 6 were given"),
+    ]:
+        with pytest.raises(TypeError, match=error):
+            ItemV2(*args, **kwargs)
+    wide = Everything(1, 2, 3, 4, 5, 6, 7.0, True, "t", b"b", [True], [[1]], ["w"],
+                      ItemV1(1, "i"), [ItemV2(2, "j")])  # fmt: skip
+    assert wide == Everything(*[getattr(wide, f.name) for f in fields_of(Everything)])
+    assert wide == pickle.loads(pickle.dumps(wide))  # noqa: S301
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        wide.u8 = 2  # type: ignore[misc]
+
+
+def test_record_subclass_and_redefined_default() -> None:
+    @struct
+    class Base:
+        a: U32
+        b: str = "b"
+
+    @struct
+    class Child(Base):
+        b: str = "c"
+        c: U16 = 3
+
+    assert [f.name for f in fields_of(Child)] == ["a", "b", "c"]
+    assert Child(1) == Child(1, "c", 3)
+    assert Child(1).b == "c"
+    assert Child.__slots__ == ("c",)
+    assert decode_payload(Child, encode_payload(Child(1, "x", 2))) == Child(1, "x", 2)
+    assert decode_payload(Base, encode_payload(Child(1, "x", 2))) == Base(1, "x")
+
+
+def test_first_use_compiles_once_across_threads() -> None:
+    @struct
+    class Racy:
+        a: U32
+        b: str
+
+    barrier = threading.Barrier(8)
+    results: list[object] = []
+
+    def work(i: int) -> None:
+        barrier.wait()
+        results.append(decode_payload(Racy, encode_payload(Racy(i, "x"))) == Racy(i, "x"))
+        results.append(compile_struct(Racy))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count(True) == 8
+    assert {id(r) for r in results if r is not True} == {id(compile_struct(Racy))}
 
 
 # --- fragmentation -------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The pyctdb wire protocol: one sans-IO, versioned frame format for every hop.
 
 Clients, daemons and nodes all exchange the same frames: a fixed 48-byte big-endian
-header (``header``) and a payload whose layout is declared by a frozen dataclass
-(``codec``, ``messages``).  Nothing here does IO, so the CLI can import it cheaply and
-tests can drive it directly.  See docs/protocol.md for the specification.
+header (``header``) and a payload whose layout is declared by a frozen record class
+(``codec``, ``messages``; typed as a frozen dataclass, built by ``record``).  Nothing here
+does IO and nothing heavy is imported (no dataclasses, typing or asyncio; codecs are
+compiled on first use), so the CLI can import it cheaply and tests can drive it directly.
+See docs/protocol.md for the specification.
 """
 
 from ctdb.errors import ProtocolError

@@ -1,21 +1,22 @@
 """Schema-driven payload codec and the message-type registry.
 
-A payload class is a frozen dataclass whose annotations name wire encodings (``U32``,
-``str``, ``list[KeyValue]`` ...).  Its encoder and decoder closures are built once, at
-registration, with runs of consecutive fixed-size fields merged into one
-``struct.Struct``, so encoding a message costs a few C calls, not a walk over the
-annotations.  Fields with defaults are optional on the wire: an older sender that
+A payload class is a frozen record (``record.frozen``: a frozen, slotted class typed as
+a frozen dataclass) whose annotations name wire encodings (``U32``, ``str``,
+``list[KeyValue]`` ...).  ``@message``/``@struct`` check the annotations when the class
+is declared; its encoder and decoder closures are built on first use, with runs of
+consecutive fixed-size fields merged into one ``struct.Struct``, so encoding a message
+costs a few C calls, not a walk over the annotations, and importing the catalog costs
+almost nothing.  Fields with defaults are optional on the wire: an older sender that
 stops early gets them defaulted; bytes after the last known field are ignored.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import builtins
 import operator
 import struct as _struct
-import typing
-from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform
+import sys
+from _thread import RLock
 
 from ctdb.errors import ProtocolError
 from ctdb.protocol.fields import (
@@ -26,17 +27,30 @@ from ctdb.protocol.fields import (
     U16,
     U32,
     U64,
-    Buffer,
-    Decoder,
-    Encoder,
-    FieldDec,
-    FieldEnc,
     Fixed,
     Var,
+    build,
     check_bools,
-    field_codec,
+    classify,
     short,
 )
+from ctdb.protocol.record import fields_of, frozen, is_record, plain_class
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from dataclasses import field as _field
+    from typing import Any, TypeVar, dataclass_transform
+
+    from ctdb.protocol.fields import Buffer, Decoder, Encoder, FieldDec, FieldEnc, Kind
+
+    _T = TypeVar("_T")
+else:
+    _field = None
+
+    def dataclass_transform(**_kwargs):
+        return lambda func: func
+
 
 __all__ = [
     "F64",
@@ -59,12 +73,10 @@ __all__ = [
     "type_of",
 ]
 
-_T = TypeVar("_T")
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Codec:
-    """The compiled closures of one dataclass."""
+    """The compiled closures of one struct."""
 
     fill: FieldEnc  # (obj, out): append the encoded fields to out
     encode: Encoder  # obj -> the encoded fields as one bytes
@@ -72,10 +84,14 @@ class Codec:
 
 
 MESSAGE_TYPES: dict[int, type] = {}
+# A registered class's entry holds a stand-in that compiles it on first use and puts the
+# compiled closure here instead; DECODERS only has compiled classes (see ``decoder``).
 ENCODERS: dict[type, tuple[int, FieldEnc]] = {}  # payload class -> (type, fill)
 DECODERS: dict[int, Decoder] = {}
 _CODECS: dict[type, Codec] = {}
+_CHECKED: set[type] = set()  # classes whose annotations are known to be encodable
 _BUILDING: set[type] = set()
+_LOCK = RLock()  # compiling happens on first use, maybe in several threads at once
 
 
 def as_buffer(data: bytes | bytearray | memoryview) -> Buffer:
@@ -88,12 +104,14 @@ def as_buffer(data: bytes | bytearray | memoryview) -> Buffer:
     return view
 
 
-@dataclasses.dataclass(slots=True)
 class _Run:
     """Consecutive fixed-size fields, handled by one ``struct.Struct``."""
 
-    names: list[str]
-    codes: list[str]
+    __slots__ = ("codes", "names")
+
+    def __init__(self, names: list[str], codes: list[str]) -> None:
+        self.names = names
+        self.codes = codes
 
     def getter(self) -> Callable[[Any], tuple[Any, ...]]:
         if len(self.names) == 1:
@@ -105,8 +123,9 @@ class _Run:
         return _struct.Struct(">" + "".join(self.codes)).pack
 
 
-_Spec = tuple[str, Fixed | Var]
-_Part = _Run | tuple[str, Var]
+if TYPE_CHECKING:
+    _Spec = tuple[str, Fixed | Var]
+    _Part = _Run | tuple[str, Var]
 
 
 def _parts(specs: list[_Spec]) -> list[_Part]:
@@ -211,49 +230,156 @@ def _nested_pair(cls: type) -> tuple[Encoder, Decoder]:
     return codec.encode, codec.decode
 
 
-def compile_struct(cls: type) -> Codec:
-    """The (cached) codec of a dataclass; TypeError if a field has no wire encoding."""
-    if cls in _CODECS:
-        return _CODECS[cls]
+def _is_struct(cls: type) -> bool:
+    """Whether ``cls`` can be a nested field; its own fields are checked here too."""
+    if not (is_record(cls) or hasattr(cls, "__dataclass_fields__")):
+        return False
+    _check(cls)
+    return True
+
+
+def _resolve(annotation: Any, ns: dict[str, Any]) -> Any:
+    """An annotation as an object, evaluating strings in the module namespace ``ns``.
+
+    The usual shapes (a name, ``list[...]``) are looked up directly; anything else is
+    evaluated as ``typing.get_type_hints`` would.
+    """
+    if type(annotation) is not str:
+        return annotation
+    text = annotation.strip()
+    if text.isidentifier():
+        if text in ns:
+            return ns[text]
+        if hasattr(builtins, text):
+            return getattr(builtins, text)
+        raise NameError(f"name {text!r} is not defined")
+    if text.startswith("list[") and text.endswith("]"):
+        return list[_resolve(text[5:-1], ns)]  # type: ignore[misc]
+    return eval(text, ns)  # noqa: S307 - an annotation of the class's own module
+
+
+def _wire_fields(cls: type) -> list[tuple[str, Any, bool, dict[str, Any]]]:
+    """(name, annotation, required, namespace to resolve it in) for each field."""
+    if is_record(cls):
+        home = cls.__module__
+        ns = _namespace(home)
+        return [
+            (f.name, f.annotation, f.required, ns if f.module == home else _namespace(f.module))
+            for f in fields_of(cls)
+        ]
+    dataclasses = sys.modules["dataclasses"]  # cls is a dataclass, so it is imported
+    ns = _namespace(cls.__module__)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.kw_only:
+            raise TypeError(f"{cls.__name__}.{f.name}: wire fields must be positional")
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        out.append((f.name, f.type, required, ns))
+    return out
+
+
+def _namespace(module: str) -> dict[str, Any]:
+    mod = sys.modules.get(module)
+    return {} if mod is None else mod.__dict__
+
+
+def _kinds(cls: type) -> tuple[list[tuple[str, Kind]], int]:
+    """The kinds of a struct's fields and how many of them are required.
+
+    TypeError if a field has no wire encoding; NameError if an annotation names
+    nothing (a struct must be declared before the classes that contain it).
+    """
     if cls in _BUILDING:
         raise TypeError(f"{cls.__name__} contains itself; recursive structs are not supported")
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls.__name__} is not a dataclass")
     _BUILDING.add(cls)
     try:
-        hints = typing.get_type_hints(cls, include_extras=True)
-        specs: list[_Spec] = []
+        kinds: list[tuple[str, Kind]] = []
         required = 0
-        for f in dataclasses.fields(cls):
-            if not f.init or f.kw_only:
-                raise TypeError(f"{cls.__name__}.{f.name}: wire fields must be positional")
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                required = len(specs) + 1
-            specs.append((f.name, field_codec(hints[f.name], _nested_pair)))
-        codec = Codec(*_build_encoder(specs), _build_decoder(cls, specs, required))
+        for name, annotation, needed, ns in _wire_fields(cls):
+            if needed:
+                required = len(kinds) + 1
+            kinds.append((name, classify(_resolve(annotation, ns), _is_struct)))
     finally:
         _BUILDING.discard(cls)
-    _CODECS[cls] = codec
-    return codec
+    return kinds, required
 
 
-def _as_dataclass(cls: type[_T]) -> type[_T]:
-    if "__dataclass_fields__" not in cls.__dict__:
-        return dataclasses.dataclass(frozen=True, slots=True)(cls)
-    if not getattr(cls, "__dataclass_params__").frozen:  # noqa: B009 - private dataclass API
-        raise TypeError(f"{cls.__name__} must be a frozen dataclass")
-    return cls
+def _check(cls: type) -> None:
+    """Fail now, at declaration, if ``cls`` could not be encoded (see ``_kinds``).
+
+    Nothing is kept but the fact: ``compile_struct`` works the kinds out again on first
+    use, so a catalog of unused messages costs no memory (nor garbage collector time).
+    """
+    if cls not in _CHECKED:
+        with _LOCK:
+            _kinds(cls)
+            _CHECKED.add(cls)
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
+def compile_struct(cls: type) -> Codec:
+    """The (cached) codec of a struct or message class; TypeError if it is neither.
+
+    Built on first use; a registered message's entries in ENCODERS and DECODERS are
+    replaced by the compiled closures at the same time.
+    """
+    codec = _CODECS.get(cls)
+    if codec is not None:
+        return codec
+    with _LOCK:
+        codec = _CODECS.get(cls)
+        if codec is not None:
+            return codec
+        if not (is_record(cls) or hasattr(cls, "__dataclass_fields__")):
+            raise TypeError(f"{cls.__name__} is not a struct or message class")
+        kinds, required = _kinds(cls)
+        _CHECKED.add(cls)
+        specs = [(name, build(kind, _nested_pair)) for name, kind in kinds]
+        codec = Codec(*_build_encoder(specs), _build_decoder(cls, specs, required))
+        _CODECS[cls] = codec
+        entry = ENCODERS.get(cls)
+        if entry is not None:
+            ENCODERS[cls] = (entry[0], codec.fill)
+            DECODERS[entry[0]] = codec.decode
+        return codec
+
+
+def _as_record(cls: type[_T]) -> type[_T]:
+    if "__dataclass_fields__" in cls.__dict__:
+        if not getattr(cls, "__dataclass_params__").frozen:  # noqa: B009 - private dataclass API
+            raise TypeError(f"{cls.__name__} must be a frozen dataclass")
+        return cls
+    if plain_class(cls):
+        return frozen(cls)
+    # A dataclass base, __post_init__, InitVar, field options: only dataclasses does
+    # those (and the class itself already imported it).
+    import dataclasses  # noqa: PLC0415
+
+    return dataclasses.dataclass(frozen=True, slots=True)(cls)
+
+
+def _fill_first_use(obj: Any, out: list[bytes]) -> None:
+    """ENCODERS' stand-in for a class not compiled yet: compile it, then encode."""
+    compile_struct(type(obj)).fill(obj, out)
+
+
+def decoder(msg_type: int) -> Decoder | None:
+    """The decoder of a registered type (compiled now if need be), None if unknown.
+
+    For callers that missed in DECODERS, which holds compiled classes only.
+    """
+    cls = MESSAGE_TYPES.get(msg_type)
+    return None if cls is None else compile_struct(cls).decode
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(_field,))
 def struct(cls: type[_T]) -> type[_T]:
-    """Make ``cls`` a frozen, slotted dataclass usable as a nested payload field."""
-    cls = _as_dataclass(cls)
-    compile_struct(cls)
+    """Make ``cls`` a frozen, slotted record usable as a nested payload field."""
+    cls = _as_record(cls)
+    _check(cls)
     return cls
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
+@dataclass_transform(frozen_default=True, field_specifiers=(_field,))
 def message(msg_type: int) -> Callable[[type[_T]], type[_T]]:
     """Register a payload class under a wire type number; a duplicate fails at import."""
     if not 0 <= msg_type <= 0xFFFF:
@@ -263,13 +389,12 @@ def message(msg_type: int) -> Callable[[type[_T]], type[_T]]:
         if msg_type in MESSAGE_TYPES:
             known = MESSAGE_TYPES[msg_type].__qualname__
             raise ValueError(f"message type {msg_type:#06x} is already {known}")
-        cls = _as_dataclass(cls)
+        cls = _as_record(cls)
         if cls in ENCODERS:
             raise ValueError(f"{cls.__qualname__} is already type {ENCODERS[cls][0]:#06x}")
-        codec = compile_struct(cls)
+        _check(cls)
         MESSAGE_TYPES[msg_type] = cls
-        ENCODERS[cls] = (msg_type, codec.fill)
-        DECODERS[msg_type] = codec.decode
+        ENCODERS[cls] = (msg_type, _fill_first_use)
         return cls
 
     return register
@@ -287,7 +412,7 @@ def type_of(cls: type) -> int | None:
 
 
 def encode_payload(obj: object) -> bytes:
-    """Encode a dataclass instance's fields alone, without a header."""
+    """Encode a struct or message's fields alone, without a header."""
     try:
         return compile_struct(type(obj)).encode(obj)
     except ProtocolError:
@@ -301,7 +426,8 @@ def decode_payload(cls: type[_T], data: bytes | bytearray | memoryview) -> _T:
     try:
         with memoryview(data) as view:  # released on exit: errors do not pin the caller's buffer
             buf = as_buffer(view)
-            return typing.cast(_T, compile_struct(cls).decode(buf, 0, len(buf)))
+            obj: _T = compile_struct(cls).decode(buf, 0, len(buf))
+            return obj
     except ProtocolError:
         raise
     except Exception as exc:

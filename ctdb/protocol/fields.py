@@ -3,48 +3,68 @@
 Every decoder has the shape ``(buf, pos, end, out) -> next_pos``: it appends the value
 to ``out`` so lists and structs are built without intermediate tuples, and it checks
 each length against ``end`` before slicing or allocating.
+
+A field's annotation is first reduced to a ``Kind`` (``classify``, which also rejects
+unsupported types), when its class is declared; the closures are built from the kind
+(``build``) when the class is first encoded or decoded.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import struct
-import typing
-from collections.abc import Callable, Iterable
-from typing import Annotated, Any
 
 from ctdb.errors import ProtocolError
+from ctdb.protocol.record import frozen
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Annotated, Any
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Fixed:
     """Annotation marker: a fixed-size big-endian scalar with this ``struct`` code."""
 
     code: str
 
 
-U8 = Annotated[int, Fixed("B")]
-U16 = Annotated[int, Fixed("H")]
-U32 = Annotated[int, Fixed("I")]
-U64 = Annotated[int, Fixed("Q")]
-I32 = Annotated[int, Fixed("i")]
-I64 = Annotated[int, Fixed("q")]
-F64 = Annotated[float, Fixed("d")]
+# For type checkers these are ``int`` (or ``float``) annotated with their encoding; at run
+# time the annotation is the marker itself, so no ``typing`` is needed to read it.
+if TYPE_CHECKING:
+    U8 = Annotated[int, Fixed("B")]
+    U16 = Annotated[int, Fixed("H")]
+    U32 = Annotated[int, Fixed("I")]
+    U64 = Annotated[int, Fixed("Q")]
+    I32 = Annotated[int, Fixed("i")]
+    I64 = Annotated[int, Fixed("q")]
+    F64 = Annotated[float, Fixed("d")]
+else:
+    U8 = Fixed("B")
+    U16 = Fixed("H")
+    U32 = Fixed("I")
+    U64 = Fixed("Q")
+    I32 = Fixed("i")
+    I64 = Fixed("q")
+    F64 = Fixed("d")
 BOOL = Fixed("?")  # encoded as one byte, 0 or 1; anything else is refused on decode
 
 Buffer = bytes | memoryview
-FieldEnc = Callable[[Any, list[bytes]], None]
-FieldDec = Callable[[Buffer, int, int, list[Any]], int]
-Encoder = Callable[[Any], bytes]
-Decoder = Callable[[Buffer, int, int], Any]  # a whole struct from buf[pos:end]
-Compiler = Callable[[type], tuple[Encoder, Decoder]]
+if TYPE_CHECKING:
+    FieldEnc = Callable[[Any, list[bytes]], None]
+    FieldDec = Callable[[Buffer, int, int, list[Any]], int]
+    Encoder = Callable[[Any], bytes]
+    Decoder = Callable[[Buffer, int, int], Any]  # a whole struct from buf[pos:end]
+    Compiler = Callable[[type], tuple[Encoder, Decoder]]
+    # Fixed, str, bytes, a struct class, or a 1-tuple: a list of that kind.
+    Kind = Fixed | type | tuple["Kind"]
 
 _U32 = struct.Struct(">I")
 _u32 = _U32.pack
 _u32_from = _U32.unpack_from
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class Var:
     """A variable-size field: its closures and the fewest bytes it can occupy."""
 
@@ -180,26 +200,42 @@ def _nested(cls: type, compile_struct: Compiler) -> Var:
     return Var(enc, dec, 4)
 
 
-def field_codec(hint: Any, compile_struct: Compiler) -> Fixed | Var:
-    """The codec for one resolved annotation; nested dataclasses go to ``compile_struct``."""
-    origin = typing.get_origin(hint)
-    if origin is Annotated:
-        base, *extras = typing.get_args(hint)
-        fixed = [e for e in extras if isinstance(e, Fixed)]
-        return fixed[0] if fixed else field_codec(base, compile_struct)
+def classify(hint: Any, is_struct: Callable[[type], bool]) -> Kind:
+    """The kind of one resolved annotation, or TypeError if it has no wire encoding."""
+    if isinstance(hint, Fixed):
+        return hint
     if hint is bool:
         return BOOL
-    if hint is str:
-        return Var(_enc_str, _dec_str, 4)
-    if hint is bytes:
-        return Var(_enc_bytes, _dec_bytes, 4)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        codec = field_codec(item, compile_struct)
-        return _fixed_list(codec) if isinstance(codec, Fixed) else _var_list(codec)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _nested(hint, compile_struct)
+    if hint is str or hint is bytes or (isinstance(hint, type) and is_struct(hint)):
+        kind: Kind = hint
+        return kind
+    if not isinstance(hint, type):
+        if getattr(hint, "__origin__", None) is list:  # list[...] or typing.List[...]
+            (item,) = hint.__args__
+            return (classify(item, is_struct),)
+        metadata = getattr(hint, "__metadata__", None)  # typing.Annotated, read without typing
+        if metadata is not None:
+            fixed = [e for e in metadata if isinstance(e, Fixed)]
+            return fixed[0] if fixed else classify(hint.__origin__, is_struct)
     raise TypeError(
         f"unsupported field type {hint!r}: use U8/U16/U32/U64/I32/I64/F64, bool, str, "
-        "bytes, list[...] or a dataclass"
+        "bytes, list[...] or a struct"
     )
+
+
+_STR = Var(_enc_str, _dec_str, 4)
+_BYTES = Var(_enc_bytes, _dec_bytes, 4)
+
+
+def build(kind: Kind, compile_struct: Compiler) -> Fixed | Var:
+    """The codec of one field kind; nested structs go to ``compile_struct``."""
+    if isinstance(kind, Fixed):
+        return kind
+    if isinstance(kind, tuple):
+        item = build(kind[0], compile_struct)
+        return _fixed_list(item) if isinstance(item, Fixed) else _var_list(item)
+    if kind is str:
+        return _STR
+    if kind is bytes:
+        return _BYTES
+    return _nested(kind, compile_struct)

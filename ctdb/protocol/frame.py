@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from ctdb.errors import ProtocolError
-from ctdb.protocol.codec import DECODERS, ENCODERS, MESSAGE_TYPES, as_buffer
-from ctdb.protocol.fields import Buffer
+from ctdb.protocol.codec import DECODERS, ENCODERS, MESSAGE_TYPES, as_buffer, decoder
 from ctdb.protocol.header import (
     FLAGS,
     HEADER,
@@ -21,12 +17,19 @@ from ctdb.protocol.header import (
     Flag,
     check_prefix,
 )
+from ctdb.protocol.record import frozen
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ctdb.protocol.fields import Buffer
 
 _LOCAL = Address(NODE_CURRENT, 0)
 _NO_FLAGS = Flag(0)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UnknownBody:
     """A payload of a type this version does not know (a newer peer's), kept verbatim.
 
@@ -37,7 +40,7 @@ class UnknownBody:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Message:
     """One decoded frame: routing fields plus the payload object.
 
@@ -119,7 +122,7 @@ def _decode(buf: Buffer) -> Message:
         check_prefix(magic, ver, hlen, length)
     if length != end:
         raise ProtocolError(f"length field says {length} bytes, frame has {end}")
-    dec = DECODERS.get(mtype)
+    dec = DECODERS.get(mtype) or decoder(mtype)  # compiled on first use
     if dec is None:
         body: Any = UnknownBody(mtype, bytes(buf[hlen:]))
     else:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 from ctdb.errors import ProtocolError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
 MAGIC = b"PCTD"
 VERSION = 1
@@ -41,8 +45,19 @@ class Flag(enum.IntFlag):
     BROADCAST = 0x04
 
 
-# Building an IntFlag per frame is slow; every byte value is prebuilt once.
-FLAGS: tuple[Flag, ...] = tuple(Flag(i) for i in range(256))
+class _FlagCache(dict[int, Flag]):
+    """``Flag(byte)`` for each header flags byte, built the first time it is seen.
+
+    Building an IntFlag per frame is slow, and building all 256 up front costs the CLI
+    about a millisecond of start-up.
+    """
+
+    def __missing__(self, value: int) -> Flag:
+        flag = self[value] = Flag(value)
+        return flag
+
+
+FLAGS: dict[int, Flag] = _FlagCache()
 
 
 class Service(enum.IntEnum):
@@ -59,26 +74,45 @@ class Service(enum.IntEnum):
     SUBSCRIBERS = 0xFFFFFFFF
 
 
-class Address(NamedTuple):
-    """A (node, service) endpoint; a tuple so it is cheap, hashable and a dict key."""
+if TYPE_CHECKING:
 
-    node: int
-    service: int
+    class Address(NamedTuple):
+        """A (node, service) endpoint; a tuple so it is cheap, hashable and a dict key."""
 
+        node: int
+        service: int
 
-class Header(NamedTuple):
-    """Every header field of one frame (reserved omitted)."""
+    class Header(NamedTuple):
+        """Every header field of one frame (reserved omitted)."""
 
-    version: int
-    flags: Flag
-    header_length: int
-    length: int
-    msg_type: int
-    src: Address
-    dst: Address
-    request_id: int
-    generation: int
-    route_type: int = 0  # msg_type, or for a Fragment the type of the message it carries
+        version: int
+        flags: Flag
+        header_length: int
+        length: int
+        msg_type: int
+        src: Address
+        dst: Address
+        request_id: int
+        generation: int
+        route_type: int = 0  # msg_type, or for a Fragment the type of the message it carries
+
+else:  # the same classes, without importing typing (the CLI's start-up budget)
+    Address = namedtuple("Address", ["node", "service"], module=__name__)
+    Address.__doc__ = "A (node, service) endpoint; a tuple so it is cheap, hashable and a dict key."
+    Address.__annotations__ = {"node": "int", "service": "int"}
+    Header = namedtuple(
+        "Header",
+        ["version", "flags", "header_length", "length", "msg_type", "src", "dst",
+         "request_id", "generation", "route_type"],
+        defaults=[0],  # route_type: msg_type, or for a Fragment the type of the message it carries
+        module=__name__,
+    )  # fmt: skip
+    Header.__doc__ = "Every header field of one frame (reserved omitted)."
+    Header.__annotations__ = {
+        "version": "int", "flags": "Flag", "header_length": "int", "length": "int",
+        "msg_type": "int", "src": "Address", "dst": "Address", "request_id": "int",
+        "generation": "int", "route_type": "int",
+    }  # fmt: skip
 
 
 def check_prefix(magic: bytes, version: int, hlen: int, length: int) -> None:
