@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APT := apt-get -o DPkg::Lock::Timeout=600 -y -q
 # Debian packages: the interpreter the .deb runs on, and the lab's tools.
 DEB_PACKAGES := python3 python3-venv python3-dev iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client
-BENCH_DEB_PACKAGES := ctdb ethtool
+BENCH_DEB_PACKAGES := ctdb ethtool socat
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test bench lint clean apt
