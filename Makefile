@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT := apt-get -o DPkg::Lock::Timeout=600 -y -q
 # Debian packages: the interpreter the .deb runs on, and the lab's tools.
-DEB_PACKAGES := python3 python3-venv python3-dev iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client
+DEB_PACKAGES := python3 python3-venv python3-dev python3-pyroute2 iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client
 BENCH_DEB_PACKAGES := ctdb ethtool socat
 STAMP := $(VENV)/.installed
 
@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	# compat mode: a plain path entry, not an import hook (the hook costs the CLI ~9 ms)
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	$(PY) -m compileall -q ctdb netfs
 	touch $@
 
 install: $(STAMP)

@@ -87,7 +87,7 @@ from ctdb.protocol import (
 from ctdb.protocol.codec import compile_struct
 from ctdb.protocol.fields import Fixed
 from ctdb.protocol.header import HEADER
-from ctdb.protocol.record import fields_of, is_record
+from ctdb.record import fields_of, is_record
 
 CATALOG = {
     0x0001: Fragment, 0x0002: ErrorReply, 0x0003: Ack, 0x0010: Register,

@@ -3,21 +3,25 @@
 Options may stand before or after the command, as with CTDB.  ``-X`` gives CTDB's
 machine-readable ``|``-separated layout (CTDB's own event scripts parse it),
 ``--json`` a stable JSON document (``docs/cli.md``).  Exit codes: 0 success, 1 a
-failed command or no daemon, 2 bad usage.  Imports stay lean (no asyncio).
+failed command or no daemon, 2 bad usage.
+
+Start-up time is the command's cost, so imports stay lean: no asyncio, dataclasses,
+typing or json (loaded for ``--json`` only); a command imports what it needs.
+``tests/test_cli_imports.py`` guards this.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
 
 from ctdb.errors import CtdbError, RemoteError, TransportError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 
 USAGE = """\
 Usage: ctdb [OPTIONS] COMMAND [ARGS]
@@ -53,6 +57,9 @@ Commands:
   recover           ask the leader for a recovery now
   shutdown          stop ctdbd on the node
   reloadnodes       every node re-reads its nodes file (added and deleted nodes)
+  ip [all] [-v]     public addresses and the nodes hosting them
+  moveip IP PNN     move a public address to a node
+  ipreallocate      the leader recomputes where public addresses go
 """
 
 # CTDB's node flag bits.
@@ -70,15 +77,19 @@ class UsageError(Exception):
     """Bad arguments: usage and exit code 2."""
 
 
-@dataclass
 class Options:
-    node: str | None = None
-    machine: bool = False
-    separator: str = "|"
-    json: bool = False
-    timeout: float = 10.0
-    command: str = ""
-    args: list[str] = field(default_factory=list)
+    """The parsed command line."""
+
+    __slots__ = ("args", "command", "json", "machine", "node", "separator", "timeout")
+
+    def __init__(self) -> None:
+        self.node: str | None = None
+        self.machine = False
+        self.separator = "|"
+        self.json = False
+        self.timeout = 10.0
+        self.command = ""
+        self.args: list[str] = []
 
 
 def parse(argv: list[str]) -> Options:  # noqa: PLR0912 - one flat option table
@@ -205,7 +216,17 @@ def _machine(opts: Options, *rows: list[Any]) -> None:
 
 
 def _json(doc: Any) -> None:
+    """A whole ``--json`` document."""
+    import json
+
     _out(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def _json_line(doc: Any) -> str:
+    """One compact JSON object, for commands that print one per node."""
+    import json
+
+    return json.dumps(doc)
 
 
 def _node_error(pnn: int, exc: BaseException) -> str:
@@ -308,11 +329,15 @@ def cmd_pnn(s: Session) -> int:
     return 0
 
 
-@dataclass
 class NodeRow:
-    pnn: int
-    address: str
-    flags: int
+    """One node of the node map, with the flags to show."""
+
+    __slots__ = ("address", "flags", "pnn")
+
+    def __init__(self, pnn: int, address: str, flags: int) -> None:
+        self.pnn = pnn
+        self.address = address
+        self.flags = flags
 
 
 def _view(s: Session, pnn: int | None = None) -> Any:
@@ -436,7 +461,7 @@ def cmd_leader(s: Session) -> int:
     view = _view(s)
     if view.leader == NO_NODE:
         raise CtdbError("Leader is unknown")
-    _out(json.dumps({"leader": view.leader}) if s.opts.json else str(view.leader))
+    _out(_json_line({"leader": view.leader}) if s.opts.json else str(view.leader))
     return 0
 
 
@@ -456,7 +481,7 @@ def cmd_runstate(s: Session) -> int:
             print(f"CTDB not in required run state (got {name})", file=sys.stderr)
             rc = 1
             continue
-        _out(json.dumps({"pnn": pnn, "runstate": name}) if s.opts.json else name)
+        _out(_json_line({"pnn": pnn, "runstate": name}) if s.opts.json else name)
     return rc
 
 
@@ -551,7 +576,7 @@ def cmd_getvar(s: Session) -> int:
             print(str(reply), file=sys.stderr)
             rc = 1
             continue
-        _out(json.dumps({"pnn": pnn, reply.name: reply.value}) if s.opts.json
+        _out(_json_line({"pnn": pnn, reply.name: reply.value}) if s.opts.json
              else f"{reply.name:<23} = {reply.value}")
     return rc
 
@@ -586,7 +611,7 @@ def cmd_getcapabilities(s: Session) -> int:
         doc = {"pnn": pnn, "leader": bool(caps & Capability.LEADER),
                "lmaster": bool(caps & Capability.LMASTER)}
         if s.opts.json:
-            _out(json.dumps(doc))
+            _out(_json_line(doc))
         elif s.opts.machine:
             _machine(s.opts, ["LEADER", "LMASTER"])
             _machine(s.opts, ["Y" if doc["leader"] else "N", "Y" if doc["lmaster"] else "N"])
@@ -661,6 +686,76 @@ def cmd_reloadnodes(s: Session) -> int:
     return rc
 
 
+def cmd_ip(s: Session) -> int:
+    """CTDB's ``ip``: every public address and the node hosting it (-1: nobody)."""
+    from ctdb.failoverd.messages import UNHOSTED, IPListRequest
+    from ctdb.protocol import NODE_CURRENT, Address, Service
+
+    show_all = bool(s.opts.args) and s.opts.args[0] == "all"
+    verbose = "-v" in s.opts.args
+    node = NODE_CURRENT if s.opts.node in (None, "all") else s.targets()[0]
+    reply = s.client.request(Address(node, Service.FAILOVERD), IPListRequest(),
+                             s.opts.timeout)
+    entries = reply.ips
+    if not show_all:
+        entries = [e for e in entries if e.local]
+    if s.opts.json:
+        _json({"ips": [{"address": e.address,
+                        "pnn": None if e.pnn == UNHOSTED else e.pnn} for e in entries]})
+        return 0
+    if s.opts.machine:
+        header = ["Public IP", "Node"]
+        if verbose:
+            header += ["ActiveInterfaces", "AvailableInterfaces", "ConfiguredInterfaces"]
+        _machine(s.opts, header)
+    else:
+        _out("Public IPs on ALL nodes" if show_all else f"Public IPs on node {reply.pnn}")
+    for e in entries:
+        pnn = -1 if e.pnn == UNHOSTED else e.pnn
+        if s.opts.machine:
+            row: list[Any] = [e.address, pnn]
+            if verbose:
+                row += [e.active, e.interfaces, e.interfaces]
+            _machine(s.opts, row)
+        elif verbose:
+            _out(f"{e.address} node[{pnn}] active[{e.active}] available[{e.interfaces}] "
+                 f"configured[{e.interfaces}]")
+        else:
+            _out(f"{e.address} {pnn}")
+    return 0
+
+
+def cmd_moveip(s: Session) -> int:
+    from ctdb.failoverd.messages import IPListRequest, MoveIPRequest
+    from ctdb.protocol import NODE_CURRENT, NODE_LEADER, Address, Service
+
+    if len(s.opts.args) != 2 or not s.opts.args[1].isdigit():
+        raise UsageError("moveip needs an IP and a PNN")
+    address, pnn = s.opts.args[0], int(s.opts.args[1])
+    s.client.request(Address(NODE_LEADER, Service.FAILOVERD), MoveIPRequest(address, pnn),
+                     s.opts.timeout)
+    # Return once this node sees the address on its new holder.
+    deadline = time.monotonic() + s.opts.timeout
+    while True:
+        reply = s.client.request(Address(NODE_CURRENT, Service.FAILOVERD), IPListRequest(),
+                                 s.opts.timeout)
+        if any(e.address == address and e.pnn == pnn for e in reply.ips):
+            return 0
+        if time.monotonic() > deadline:
+            print(f"timed out waiting for {address} to move to node {pnn}", file=sys.stderr)
+            return 1
+        time.sleep(0.02)
+
+
+def cmd_ipreallocate(s: Session) -> int:
+    from ctdb.failoverd.messages import IPReallocateRequest
+    from ctdb.protocol import NODE_LEADER, Address, Service
+
+    s.client.request(Address(NODE_LEADER, Service.FAILOVERD), IPReallocateRequest(),
+                     s.opts.timeout)
+    return 0
+
+
 def cmd_shutdown(s: Session) -> int:
     from ctdb.protocol import Service, ShutdownRequest
 
@@ -696,7 +791,7 @@ def cmd_getpid(s: Session) -> int:
             rc = 1
             continue
         pid = next((d.pid for d in reply.daemons if d.name == "ctdbd"), 0)
-        _out(json.dumps({"pnn": pnn, "pid": pid}) if s.opts.json else str(pid))
+        _out(_json_line({"pnn": pnn, "pid": pid}) if s.opts.json else str(pid))
     return rc
 
 
@@ -709,7 +804,7 @@ def cmd_getdebug(s: Session) -> int:
             print(_node_error(pnn, reply), file=sys.stderr)
             rc = 1
             continue
-        _out(json.dumps({"pnn": pnn, "level": reply.level}) if s.opts.json else reply.level)
+        _out(_json_line({"pnn": pnn, "level": reply.level}) if s.opts.json else reply.level)
     return rc
 
 
@@ -763,6 +858,9 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "recover": cmd_recover,
     "shutdown": cmd_shutdown,
     "reloadnodes": cmd_reloadnodes,
+    "ip": cmd_ip,
+    "moveip": cmd_moveip,
+    "ipreallocate": cmd_ipreallocate,
 }
 
 
@@ -792,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         _usage_exit(str(exc))
     except TransportError as exc:
+        from pathlib import Path  # (already loaded with the configuration)
+
         path = Path(session.config.conf.run_dir) if session else Path("?")
         print(f"Failed to connect to CTDB daemon ({path / 'transport.sock'})"
               if "cannot connect" in str(exc) else str(exc), file=sys.stderr)

@@ -118,6 +118,7 @@ class Clusterd(Daemon):
         self._wake = asyncio.Event()
         self.health: dict[str, tuple[bool, str]] = {}
         self._connected: frozenset[int] = frozenset({node.pnn})
+        self._view_sent = 0.0
 
     # -- life cycle --------------------------------------------------------------------
     async def setup(self) -> None:
@@ -260,9 +261,13 @@ class Clusterd(Daemon):
                            int(s.runstate), nodes, vnnmap, lock, *self.last_recovery)
 
     def _publish_view(self, now: float) -> None:
+        """On every change, and every second for subscribers that came late."""
         view = self.view(now)
-        if view != self._last_view and self.client is not None and self.client.connected:
+        stale = now - self._view_sent > 1.0
+        if (view != self._last_view or stale) and self.client is not None \
+                and self.client.connected:
             self._last_view = view
+            self._view_sent = now
             self.client.publish(view, NODE_CURRENT)
 
     # -- messages ------------------------------------------------------------------------

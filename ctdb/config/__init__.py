@@ -3,7 +3,9 @@
 Each file kind has a pure ``parse_x(text, filename)`` and a ``load_x(path)``; every
 refusal is a :class:`~ctdb.errors.ConfigError` reading ``FILE:LINE: what is wrong``.
 :func:`load` reads a whole CTDB_BASE.  Imports stay light because the ``ctdb`` CLI
-imports this package.
+imports this package: its records are ``ctdb.record.frozen`` classes rather
+than dataclasses, ``typing`` is imported for type checkers only, and patterns are
+compiled on first use.
 """
 
 from ctdb.config.conf import OPTIONS, SECTIONS, CtdbConf, Option, find_option, load_conf, parse_conf

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 from ctdb.config import paths
 from ctdb.config.ini import Param, Section, read_ini
@@ -33,8 +30,15 @@ from ctdb.config.values import (
     parse_log_level,
     read_text,
 )
+from ctdb.record import frozen
 
-OptionType = Literal["string", "integer", "boolean"]
+TYPE_CHECKING = False  # typing is not imported at run time (the ctdb CLI's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, Literal, TypeAlias
+
+    OptionType: TypeAlias = Literal["string", "integer", "boolean"]
+
 Value = str | int | bool | None
 Key = tuple[str, str]
 
@@ -133,7 +137,7 @@ def _check_script_in_base(text: str, base: Path) -> None:
 # --- the option table --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Option:
     """One ctdb.conf option: its type, default and how a value is checked.
 
@@ -394,7 +398,7 @@ def value_text(value: Value) -> str:
 # --- the typed configuration ------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class CtdbConf:
     """The effective ctdb.conf: values set in the file, defaults for the rest.
 
@@ -403,11 +407,28 @@ class CtdbConf:
     all-defaults configuration.
     """
 
-    settings: Mapping[Key, Value] = field(default_factory=dict)
-    base: Path = paths.DEFAULT_BASE
-    env: Mapping[str, str] = field(default_factory=dict)
-    filename: str = paths.CONF_FILE
-    warnings: tuple[str, ...] = ()
+    settings: Mapping[Key, Value]
+    base: Path
+    env: Mapping[str, str]
+    filename: str
+    warnings: tuple[str, ...]
+
+    def __init__(
+        self,
+        settings: Mapping[Key, Value] | None = None,
+        base: Path = paths.DEFAULT_BASE,
+        env: Mapping[str, str] | None = None,
+        filename: str = paths.CONF_FILE,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        # Written out for the fresh empty dicts: ``frozen`` takes a default factory
+        # only from ``dataclasses.field``, and importing dataclasses costs the CLI ~7 ms.
+        init_field = object.__setattr__  # the fields are frozen once __init__ is done
+        init_field(self, "settings", {} if settings is None else settings)
+        init_field(self, "base", base)
+        init_field(self, "env", {} if env is None else env)
+        init_field(self, "filename", filename)
+        init_field(self, "warnings", warnings)
 
     def _option(self, section: str, name: str) -> Option:
         option = find_option(section, name)

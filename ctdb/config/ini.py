@@ -19,15 +19,17 @@ Where CTDB would stop reading silently (no ``]``, an empty name, a line with no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 from ctdb.config.values import config_error
+from ctdb.record import frozen
+
+TYPE_CHECKING = False  # typing is not imported at run time (the ctdb CLI's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _SPACE = " \t\n\v\f\r"  # C isspace() in the C locale
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Section:
     """A ``[name]`` header, exactly as written between the brackets."""
 
@@ -35,7 +37,7 @@ class Section:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Param:
     """A ``name = value`` line; ``value`` is None when the line had no ``=``."""
 

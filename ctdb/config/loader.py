@@ -9,10 +9,6 @@ daemon to refuse (tools such as ``ctdb-config`` do not need it).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 
 from ctdb.config import paths
 from ctdb.config.conf import CtdbConf, load_conf
@@ -21,11 +17,18 @@ from ctdb.config.public_addresses import PublicAddress, load_public_addresses
 from ctdb.config.script_options import load_script_options
 from ctdb.config.tunables import Tunables, load_tunables
 from ctdb.config.values import config_error
+from ctdb.record import frozen
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time (the ctdb CLI's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@frozen
 class Config:
     """Everything read from one CTDB_BASE."""
 

@@ -16,13 +16,15 @@ with no live node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from ctdb.config.values import IPAddress, config_error, parse_node_ip, read_text
+from ctdb.record import frozen
+
+TYPE_CHECKING = False  # typing is not imported at run time (the ctdb CLI's start-up)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Node:
     """One line of the nodes file; a deleted node has no address."""
 

@@ -20,19 +20,21 @@ concern, not the file's.
 from __future__ import annotations
 
 import ipaddress
-import re
-from dataclasses import dataclass
-from pathlib import Path
 
 from ctdb.config.values import IPAddress, config_error, parse_node_ip, read_text
+from ctdb.record import frozen
+
+TYPE_CHECKING = False  # typing is not imported at run time (the ctdb CLI's start-up)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
-_BITS = re.compile(r"\+?[0-9]+")
+_DIGITS = frozenset("0123456789")
 _IFNAMSIZ = 16  # Linux: names are at most 15 bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PublicAddress:
     """An address this node may host, with its prefix, and the interfaces for it."""
 
@@ -52,7 +54,8 @@ def _parse_address(field: str) -> IPInterface:
     text, slash, bits_text = field.rpartition("/")
     if not slash:
         raise ValueError(f"{field!r} has no /BITS prefix length")
-    if not _BITS.fullmatch(bits_text):
+    digits = bits_text[1:] if bits_text.startswith("+") else bits_text
+    if not digits or not _DIGITS.issuperset(digits):  # decimal, an optional '+'
         raise ValueError(f"prefix length {bits_text!r} in {field!r} is not a number")
     address: IPAddress = parse_node_ip(text)
     bits = int(bits_text)
@@ -88,7 +91,7 @@ def parse_public_addresses(text: str, filename: str = "public_addresses") -> lis
         if not line or line.startswith("#"):
             continue
         # CTDB splits on spaces and tabs only; other blanks stay in a field and are refused.
-        fields = [f for f in re.split("[ \t]+", line) if f]
+        fields = [f for f in line.replace("\t", " ").split(" ") if f]
         if len(fields) < 2 or fields[1].startswith("#"):
             raise config_error(
                 filename, number, f"no interface for {fields[0]!r} (expected ADDRESS/BITS IFACE)"

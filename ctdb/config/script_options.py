@@ -21,13 +21,17 @@ Quotes must close on the same line: multi-line values are refused.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from pathlib import Path
 
 from ctdb.config.values import config_error, read_text
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
+TYPE_CHECKING = False  # typing is not imported at run time (the ctdb CLI's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+# Patterns stay strings: ``re`` compiles (and caches) them on first use, not on import.
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_ASSIGNMENT = r"([A-Za-z_][A-Za-z0-9_]*)="
 _BLANK = " \t"
 _SHELL_SPECIAL = ";&|<>()`"
 
@@ -94,7 +98,7 @@ class _Word:
 
     def _dollar(self, *, quoted: bool) -> None:
         rest = self.line[self.pos + 1 :]
-        m = _NAME.match(rest)
+        m = re.match(_NAME, rest)
         if m:
             self.out.append(self._lookup(m.group(0)))
             self.pos += 1 + m.end()
@@ -136,7 +140,7 @@ def parse_script_options(
             raise config_error(
                 filename, number, "carriage return (DOS line ending): the shell keeps it in values"
             )
-        m = _ASSIGNMENT.match(line)
+        m = re.match(_ASSIGNMENT, line)
         if m is None:
             raise config_error(filename, number, f"expected NAME=value, got {_preview(line)!r}")
         name = m.group(1)

@@ -19,15 +19,19 @@ clash (in any case) with CTDB's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 
 from ctdb.config.ini import Section, read_ini
 from ctdb.config.values import UINT32_MAX, config_error, parse_c_integer, read_text
+from ctdb.record import frozen
+
+TYPE_CHECKING = False  # typing is not imported at run time (the ctdb CLI's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TunableSpec:
     """One tunable: default, meaning, whether CTDB has retired it, allowed range."""
 
@@ -124,6 +128,10 @@ PYCTDB_TUNABLES: tuple[TunableSpec, ...] = (
                 "Milliseconds between heartbeats to every node (pyctdb). Unless set, an "
                 "explicit KeepaliveInterval in ctdb.tunables takes its place.",
                 minimum=10, maximum=60000, pyctdb=True),
+    TunableSpec("IPLeaseSeconds", 1,
+                "Seconds a node's public addresses live in its kernel without renewal "
+                "(pyctdb): bounds how long a lost node may still answer for them.",
+                minimum=1, maximum=60, pyctdb=True),
     TunableSpec("HeartbeatLimit", 4,
                 "Heartbeat intervals without a word from a node before it is DISCONNECTED "
                 "(pyctdb). Unless set, an explicit KeepaliveLimit takes its place.",

@@ -19,7 +19,9 @@ INT_MAX = 2**31 - 1
 UINT32_MAX = 2**32 - 1
 
 # C's strtol/strtoul with base 0: hex with 0x, octal with a leading 0, else decimal.
-_C_INTEGER = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+# Patterns stay strings: ``re`` compiles (and caches) them on first use, so importing
+# this module (which the ``ctdb`` CLI does) compiles nothing.
+_C_INTEGER = r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
 
 # CTDB's debug levels in its own order; a number indexes this table (0..10).
 LOG_LEVEL_NAMES = ("ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
@@ -50,7 +52,7 @@ def config_error(filename: str, line: int | None, message: str) -> ConfigError:
 def parse_c_integer(text: str, *, maximum: int, allow_negative_zero: bool = True) -> int:
     """An integer as C's ``strtol(s, NULL, 0)`` reads it, but the whole text must be a
     number (CTDB 4.17 silently ignores trailing junk; we refuse it)."""
-    m = _C_INTEGER.fullmatch(text)
+    m = re.fullmatch(_C_INTEGER, text)
     if m is None:
         raise ValueError(f"{text!r} is not an integer")
     sign, digits = m.groups()

@@ -39,6 +39,7 @@ class DaemonSpec:
 DAEMONS: tuple[DaemonSpec, ...] = (
     DaemonSpec("transport", "ctdb.transport.service:create"),
     DaemonSpec("clusterd", "ctdb.clusterd.daemon:create"),
+    DaemonSpec("failoverd", "ctdb.failoverd.daemon:create"),
 )
 
 

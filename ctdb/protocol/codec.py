@@ -34,7 +34,7 @@ from ctdb.protocol.fields import (
     classify,
     short,
 )
-from ctdb.protocol.record import fields_of, frozen, is_record, plain_class
+from ctdb.record import fields_of, frozen, is_record, plain_class
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 
 from ctdb.errors import ProtocolError
-from ctdb.protocol.record import frozen
+from ctdb.record import frozen
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

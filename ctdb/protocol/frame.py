@@ -17,7 +17,7 @@ from ctdb.protocol.header import (
     Flag,
     check_prefix,
 )
-from ctdb.protocol.record import frozen
+from ctdb.record import frozen
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

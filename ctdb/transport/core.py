@@ -6,8 +6,6 @@ It turns messages into frames (encode, then fragment) and frames back into messa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ctdb.protocol import (
     NODE_CURRENT,
     Address,
@@ -20,6 +18,10 @@ from ctdb.protocol import (
     encode,
     fragment,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time (the ctdb CLI's start-up)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TRANSPORT = Address(NODE_CURRENT, Service.TRANSPORT)
 SOCKET_NAME = "transport.sock"

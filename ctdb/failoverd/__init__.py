@@ -1,0 +1,1 @@
+"""failoverd: public IP address failover (allocation, takeover and release)."""

@@ -1,0 +1,454 @@
+"""failoverd: public addresses on the node, and takeover runs when this node leads.
+
+Every node's failoverd holds its addresses as kernel leases (``valid_lft``) that it
+renews only while ``may_hold`` says so, tells every other failoverd what it may host
+and what it holds, and obeys the leader's TakeIP and ReleaseIP orders (refusing a
+stale term).  The leader's failoverd computes the allocation (``alloc``) from the
+cluster view and everyone's state, and moves addresses by the rules of ``takeover``:
+releases first, then takeovers; addresses of a lost node only once their lease lapsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from typing import Any
+
+from ctdb import logs
+from ctdb.clusterd.flags import NO_NODE, NodeFlag, Runstate
+from ctdb.clusterd.messages import ClusterView, ClusterViewRequest, Heartbeat
+from ctdb.config.tunables import TUNABLES, heartbeat_timing
+from ctdb.errors import CtdbError
+from ctdb.failoverd import alloc
+from ctdb.failoverd.messages import (
+    UNHOSTED,
+    IPEntry,
+    IPList,
+    IPListRequest,
+    IPReallocateRequest,
+    IPState,
+    MoveIPRequest,
+    PublicIPInfo,
+    ReleaseIP,
+    TakeIP,
+)
+from ctdb.failoverd.netlink import Netlink, gratuitous_arp, unsolicited_na
+from ctdb.failoverd.takeover import free_after, may_hold, plan
+from ctdb.node import NodeContext
+from ctdb.protocol import NODE_ALL, NODE_CURRENT, Ack, Address, KeyValue, Message, Service
+from ctdb.protocol.codec import type_of
+from ctdb.tdaemon import Daemon, handles
+
+log = logging.getLogger(__name__)
+
+MARGIN = 0.25  # seconds added to every lease bound
+STATE_INTERVAL = 0.5  # seconds between IPState broadcasts
+GARP_COUNT = 3
+
+
+def _type(cls: type) -> int:
+    t = type_of(cls)
+    if t is None:
+        raise TypeError(f"{cls.__name__} is not a registered message")
+    return t
+
+
+def _ip(text: str) -> str:
+    """The address part of ``IP/bits``."""
+    return text.split("/", 1)[0]
+
+
+class Failoverd(Daemon):
+    name = "failoverd"
+    service = Service.FAILOVERD
+    subscriptions = (_type(Heartbeat), _type(ClusterView), _type(IPState))
+
+    def __init__(self, node: NodeContext) -> None:
+        super().__init__(node.run_dir)
+        self.node = node
+        config = node.config
+        self.disabled = config.conf.failover_disabled
+        self.public = {_ip(str(p.address)): p for p in config.public_addresses or []}
+        tunables = dict(config.tunables or {})
+        for spec in TUNABLES.values():
+            if not spec.obsolete:
+                tunables.setdefault(spec.name, spec.default)
+        self.tunables = tunables
+        explicit = getattr(config.tunables, "explicit", {})
+        interval, _limit = heartbeat_timing(tunables, explicit)
+        # A node renews its leases only on a leader heartbeat this fresh; the leader's
+        # bound on a lost node's addresses grows with it, so keep it short.
+        self.detection = 2 * interval
+        self.lease = max(1, tunables.get("IPLeaseSeconds", 1))
+        self.netlink = Netlink()
+        self.held: dict[str, str] = {}  # address -> interface it is on
+        self.view: ClusterView | None = None
+        self.leader_heard = 0.0
+        self.leader_hears: frozenset[int] = frozenset()
+        self.states: dict[int, IPState] = {}
+        self.lost_at: dict[int, float] = {}
+        self.pinned: dict[str, int] = {}
+        self._pinned_generation = 0
+        self._run_lock = asyncio.Lock()
+        self._addresses = asyncio.Lock()  # serialises every change to held addresses
+        self._wake = asyncio.Event()
+        self._dirty = asyncio.Event()  # the leader should run a takeover
+        self._last_state: Any = None
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def setup(self) -> None:
+        await self.netlink.open()
+        if self.client is not None:
+            try:
+                view = await self.client.request(Address(NODE_CURRENT, Service.CLUSTERD),
+                                                 ClusterViewRequest(), timeout=5.0)
+                self._take_view(view)
+            except CtdbError as exc:
+                log.info("no cluster view yet (%s); waiting for clusterd's broadcast", exc)
+        # A (re)starting node hosts nothing: drop configured addresses left behind.
+        for existing in await self.netlink.addresses():
+            address = str(existing.address.ip)
+            if address in self.public:
+                await self.netlink.del_address(existing.interface, existing.address)
+                log.log(logs.NOTICE, "removed leftover public address %s", address)
+        self._own(self._renew_loop())
+        self._own(self._leader_loop())
+        log.log(logs.NOTICE, "failoverd: %d public addresses, lease %d s%s", len(self.public),
+                self.lease, " (failover disabled)" if self.disabled else "")
+
+    async def teardown(self) -> None:
+        for address in list(self.held):
+            await self._drop(address)
+        await self.netlink.close()
+
+    # -- this node's leases --------------------------------------------------------------
+    def _may_hold(self, now: float) -> bool:
+        v = self.view
+        if v is None or self.disabled:
+            return False
+        own = next((n.flags for n in v.nodes if n.pnn == self.pnn), 0)
+        if own & (NodeFlag.BANNED | NodeFlag.STOPPED):
+            return False
+        return may_hold(me=self.pnn, leader=None if v.leader == NO_NODE else v.leader,
+                        lock_side=v.lock.lock_side, leader_heard=self.leader_heard,
+                        leader_hears=self.leader_hears, now=now, detection=self.detection)
+
+    async def _renew_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            if self.held and not self._may_hold(now):
+                log.warning("may no longer hold public addresses (lost the leader or the "
+                            "lock side); releasing %s", ", ".join(sorted(self.held)))
+                for address in list(self.held):
+                    await self._drop(address)
+            for address in list(self.held):
+                async with self._addresses:
+                    iface = self.held.get(address)
+                    if iface is None:
+                        continue  # released meanwhile: renewing would bring it back
+                    try:
+                        await self.netlink.add_address(iface, self._interface(address),
+                                                       valid_lft=self.lease)
+                    except CtdbError as exc:
+                        log.error("cannot renew %s on %s: %s", address, iface, exc)  # noqa: TRY400
+            self._publish_state(force=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.lease / 3)
+            self._wake.clear()
+
+    def _interface(self, address: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+        return self.public[address].address
+
+    async def _take(self, address: str) -> None:
+        entry = self.public.get(address)
+        if entry is None:
+            raise CtdbError(f"{address} is not in this node's public_addresses")
+        links = await self.netlink.links()
+        iface = next((i for i in entry.interfaces if links.get(i)), None)
+        if iface is None:
+            raise CtdbError(f"no interface of {address} is up ({','.join(entry.interfaces)})")
+        async with self._addresses:
+            await self.netlink.add_address(iface, entry.address, valid_lft=self.lease)
+            self.held[address] = iface
+        log.log(logs.NOTICE, "took %s on %s", entry.address, iface)
+        self._own(self._announce(iface, entry.address.ip))
+        self._publish_state(force=True)
+
+    async def _announce(self, iface: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+                        ) -> None:
+        """Gratuitous ARP / unsolicited NA, a few times, so switches and clients learn."""
+        for i in range(GARP_COUNT):
+            try:
+                if isinstance(ip, ipaddress.IPv4Address):
+                    await gratuitous_arp(iface, ip, count=1)
+                else:
+                    await unsolicited_na(iface, ip, count=1)
+            except (CtdbError, OSError) as exc:
+                log.warning("cannot announce %s on %s: %s", ip, iface, exc)
+                return
+            if i + 1 < GARP_COUNT:
+                await asyncio.sleep(0.1 * (i + 1))
+
+    async def _drop(self, address: str) -> None:
+        async with self._addresses:
+            iface = self.held.pop(address, None)
+            if iface is None:
+                return
+            entry = self.public.get(address)
+            if entry is not None:
+                try:
+                    await self.netlink.del_address(iface, entry.address)
+                except CtdbError as exc:
+                    log.error("cannot release %s: %s", address, exc)  # noqa: TRY400
+        log.log(logs.NOTICE, "released %s", address)
+        self._publish_state(force=True)
+
+    def _my_state(self) -> IPState:
+        return IPState(self.pnn, [PublicIPInfo(str(p.address), ",".join(p.interfaces))
+                                  for p in self.public.values()],
+                       sorted(self.held))
+
+    def _publish_state(self, force: bool) -> None:
+        state = self._my_state()
+        self.states[self.pnn] = state
+        now = time.monotonic()
+        if self.client is None or not self.client.connected:
+            return
+        if force or state != self._last_state or now - getattr(self, "_last_sent", 0) > \
+                STATE_INTERVAL:
+            self._last_state = state
+            self._last_sent = now
+            self.client.publish(state, NODE_ALL)
+
+    # -- inputs -----------------------------------------------------------------------------
+    @handles(Heartbeat)
+    def _heartbeat(self, msg: Message) -> None:
+        hb: Heartbeat = msg.body
+        if self.view is not None and hb.pnn == self.view.leader == msg.src.node:
+            self.leader_heard = time.monotonic()
+            self.leader_hears = frozenset(hb.connected)
+
+    @handles(ClusterView)
+    def _cluster_view(self, msg: Message) -> None:
+        if msg.src.node == self.pnn:
+            self._take_view(msg.body)
+
+    def _take_view(self, view: ClusterView) -> None:
+        now = time.monotonic()
+        old = self.view
+        self.view = view
+        for n in view.nodes:
+            if n.flags & NodeFlag.DISCONNECTED:
+                self.lost_at.setdefault(n.pnn, now)
+            else:
+                self.lost_at.pop(n.pnn, None)
+        if view.leader == self.pnn:
+            self.leader_heard = now
+            self.leader_hears = frozenset(n.pnn for n in view.nodes
+                                          if not n.flags & NodeFlag.DISCONNECTED)
+        if old is None or old.generation != view.generation:
+            self.pinned.clear()
+        if old is None or (old.leader, old.generation, [(n.pnn, n.flags) for n in old.nodes]) \
+                != (view.leader, view.generation, [(n.pnn, n.flags) for n in view.nodes]):
+            self._dirty.set()
+        self._wake.set()
+
+    @handles(IPState)
+    def _ip_state(self, msg: Message) -> None:
+        state: IPState = msg.body
+        if state.pnn == msg.src.node and state.pnn != self.pnn:
+            if self.states.get(state.pnn) != state:
+                self._dirty.set()
+            self.states[state.pnn] = state
+
+    # -- orders from the leader ------------------------------------------------------------
+    def _check_order(self, msg: Message) -> None:
+        v = self.view
+        if v is None or msg.src.node != v.leader:
+            raise CtdbError(f"node {msg.src.node} is not the leader")
+        if msg.generation < v.term:
+            raise CtdbError(f"stale order (term {msg.generation}, current {v.term})")
+
+    @handles(TakeIP)
+    async def _take_ip(self, msg: Message) -> Ack:
+        self._check_order(msg)
+        if not self._may_hold(time.monotonic()):
+            raise CtdbError("this node may not hold public addresses now")
+        address = _ip(msg.body.address)
+        if address not in self.held:
+            await self._take(address)
+        return Ack()
+
+    @handles(ReleaseIP)
+    async def _release_ip(self, msg: Message) -> Ack:
+        self._check_order(msg)
+        await self._drop(_ip(msg.body.address))
+        return Ack()
+
+    @handles(IPListRequest)
+    def _ip_list(self, _msg: Message) -> IPList:
+        entries: dict[str, IPEntry] = {}
+        for _pnn, state in sorted(self.states.items()):
+            for info in state.can_host:
+                address = _ip(info.address)
+                entries.setdefault(address, IPEntry(address, UNHOSTED, info.interfaces, "",
+                                                    address in self.public))
+        for pnn, state in sorted(self.states.items()):
+            for address in state.held:
+                if address in entries and self._connected(pnn):
+                    e = entries[address]
+                    active = self.held.get(address, "") if pnn == self.pnn else ""
+                    entries[address] = IPEntry(address, pnn, e.interfaces, active, e.local)
+        return IPList(self.pnn, [entries[k] for k in sorted(entries, key=_sort_key)])
+
+    @handles(MoveIPRequest)
+    async def _move_ip(self, msg: Message) -> Ack:
+        v = self.view
+        if v is None or v.leader != self.pnn:
+            raise CtdbError("this node is not the leader")
+        body: MoveIPRequest = msg.body
+        state = self.states.get(body.pnn)
+        if state is None or _ip(body.address) not in {_ip(i.address) for i in state.can_host}:
+            raise CtdbError(f"node {body.pnn} cannot host {body.address}")
+        self.pinned[_ip(body.address)] = body.pnn
+        await self._takeover_run()
+        return Ack()
+
+    @handles(IPReallocateRequest)
+    async def _reallocate(self, _msg: Message) -> Ack:
+        v = self.view
+        if v is None or v.leader != self.pnn:
+            raise CtdbError("this node is not the leader")
+        await self._takeover_run()
+        return Ack()
+
+    # -- the leader's takeover runs ---------------------------------------------------------
+    def _connected(self, pnn: int) -> bool:
+        v = self.view
+        if v is None:
+            return pnn == self.pnn
+        return any(n.pnn == pnn and not n.flags & NodeFlag.DISCONNECTED for n in v.nodes)
+
+    async def _leader_loop(self) -> None:
+        """Run a takeover when something changed, and every second in case."""
+        last = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), 0.1)
+            now = time.monotonic()
+            v = self.view
+            if v is None or v.leader != self.pnn or self.disabled:
+                continue
+            if not self._dirty.is_set() and now - last < 1.0:
+                continue
+            self._dirty.clear()
+            last = now
+            try:
+                await self._takeover_run()
+            except Exception:
+                log.exception("takeover run failed")
+
+    def _request(self, now: float) -> alloc.AllocationRequest:
+        v = self.view
+        if v is None:
+            raise CtdbError("no cluster view yet")
+        size = max([n.pnn for n in v.nodes] + [0]) + 1
+        nodes = []
+        flags = {n.pnn: (n.flags, n.runstate) for n in v.nodes}
+        for pnn in range(size):
+            state = self.states.get(pnn)
+            f, runstate = flags.get(pnn, (int(NodeFlag.DELETED), 0))
+            public = tuple(alloc.PublicIP(ipaddress.ip_interface(i.address).ip,
+                                          tuple(x for x in i.interfaces.split(",") if x))
+                           for i in (state.can_host if state else []))
+            eligible = alloc.eligibility(f, running=runstate == Runstate.RUNNING,
+                                         lock_side=self._connected(pnn))
+            nodes.append(alloc.NodeInfo(public_ips=public, eligibility=eligible))
+        current = self._current()
+        return alloc.AllocationRequest(
+            nodes=tuple(nodes),
+            current={ipaddress.ip_address(a): p for a, p in current.items()},
+            tunables=alloc.Tunables.from_values(self.tunables))
+
+    def _current(self) -> dict[str, int | None]:
+        current: dict[str, int | None] = {}
+        for state in self.states.values():
+            for info in state.can_host:
+                current.setdefault(_ip(info.address), None)
+        for pnn, state in self.states.items():
+            for address in state.held:
+                current[address] = pnn
+        return current
+
+    async def _takeover_run(self) -> None:
+        async with self._run_lock:
+            now = time.monotonic()
+            v = self.view
+            if v is None or v.leader != self.pnn:
+                return
+            desired = {str(a): p for a, p in alloc.allocate(self._request(now)).items()}
+            for address, pnn in self.pinned.items():
+                if address in desired and self._connected(pnn):
+                    desired[address] = pnn
+            current = self._current()
+            reachable = frozenset(p for p in self.states if self._connected(p))
+            free_at = {p: free_after(t, detection=self.detection, lease=self.lease,
+                                     margin=MARGIN) for p, t in self.lost_at.items()}
+            moves = plan(current, desired, reachable, free_at, now)
+            if moves.waiting:
+                self._dirty.set()  # look again soon: a lost node's lease is running out
+            if not moves.releases and not moves.takes:
+                return
+            started = time.monotonic()
+            released = await asyncio.gather(
+                *(self._order(pnn, ReleaseIP(a)) for a, pnn in moves.releases))
+            failed = {a for (a, _), ok in zip(moves.releases, released, strict=True) if not ok}
+            for address, pnn in moves.releases:
+                if address not in failed and pnn in self.states:
+                    st = self.states[pnn]
+                    self.states[pnn] = IPState(st.pnn, st.can_host,
+                                               [h for h in st.held if h != address])
+            takes = [(a, p) for a, p in moves.takes if a not in failed]
+            taken = await asyncio.gather(*(self._order(pnn, TakeIP(self._full(a), ""))
+                                           for a, pnn in takes))
+            for (address, pnn), ok in zip(takes, taken, strict=True):
+                if ok and pnn in self.states:
+                    st = self.states[pnn]
+                    self.states[pnn] = IPState(st.pnn, st.can_host, sorted({*st.held, address}))
+            log.log(logs.NOTICE, "takeover run: released %s, took %s in %.1f ms",
+                    [a for a, _ in moves.releases], [(a, p) for a, p in takes],
+                    (time.monotonic() - started) * 1000)
+
+    def _full(self, address: str) -> str:
+        for state in self.states.values():
+            for info in state.can_host:
+                if _ip(info.address) == address:
+                    return info.address
+        return address
+
+    async def _order(self, pnn: int, body: Any) -> bool:
+        if self.client is None or self.view is None:
+            return False
+        try:
+            await self.client.request(Address(pnn, Service.FAILOVERD), body, timeout=2.0,
+                                      generation=self.view.term)
+        except CtdbError as exc:
+            log.warning("node %d refused %s: %s", pnn, type(body).__name__, exc)
+            return False
+        return True
+
+    def status_items(self) -> list[KeyValue]:
+        return [KeyValue("held", ", ".join(sorted(self.held)) or "-"),
+                KeyValue("lease", f"{self.lease} s")]
+
+
+def _sort_key(address: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(address)
+    return (ip.version, int(ip))
+
+
+def create(node: NodeContext) -> Failoverd:
+    return Failoverd(node)

@@ -1,0 +1,70 @@
+"""failoverd's messages (type numbers 0x0400-0x04FF)."""
+
+from __future__ import annotations
+
+from ctdb.protocol.codec import U32, message, struct
+
+UNHOSTED = 0xFFFFFFFF
+
+
+@struct
+class PublicIPInfo:
+    address: str  # "198.18.2.100/24"
+    interfaces: str  # "eth1,eth2"
+
+
+@message(0x0400)
+class IPState:
+    """Every failoverd tells every other what it may host and what it hosts now."""
+
+    pnn: U32
+    can_host: list[PublicIPInfo]
+    held: list[str]  # addresses without prefix
+
+
+@message(0x0401)
+class TakeIP:
+    """The leader orders a node to host an address (the header carries its term)."""
+
+    address: str  # with prefix
+    interfaces: str
+
+
+@message(0x0402)
+class ReleaseIP:
+    """The leader orders a node to stop hosting an address."""
+
+    address: str
+
+
+@struct
+class IPEntry:
+    address: str
+    pnn: U32  # UNHOSTED when nobody hosts it
+    interfaces: str = ""
+    active: str = ""  # the interface it is on, on its holder
+    local: bool = False  # in the answering node's public_addresses
+
+
+@message(0x0403)
+class IPListRequest:
+    pass
+
+
+@message(0x0404)
+class IPList:
+    pnn: U32
+    ips: list[IPEntry]
+
+
+@message(0x0405)
+class MoveIPRequest:
+    """Move an address to node *pnn* (``ctdb moveip``); handled by the leader."""
+
+    address: str
+    pnn: U32
+
+
+@message(0x0406)
+class IPReallocateRequest:
+    """Run a takeover run now (``ctdb ipreallocate``); handled by the leader."""
