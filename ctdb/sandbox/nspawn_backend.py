@@ -73,6 +73,8 @@ MASKED_UNITS = (
     "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "dpkg-db-backup.timer",
     "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer", "logrotate.timer",
     "systemd-tmpfiles-clean.timer", "anacron.timer",
+    # a tmpfs on /tmp would hide a venv or source tree bound there
+    "tmp.mount",
     # a container needs no consoles, logins or clock
     "console-getty.service", "container-getty@.service", "getty@.service",
     "serial-getty@.service", "systemd-logind.service", "systemd-timesyncd.service",
@@ -460,6 +462,8 @@ class NspawnBackend:
             "ExecStart=\n"
             f"ExecStart={BIN / 'ctdbd'} --foreground\n"
             f"Environment={_quote('CTDB_BASE=' + str(node.base))} {_quote('PATH=' + path)}\n"
+            "# The venv may live under /tmp (a CI checkout): keep the real /tmp visible.\n"
+            "PrivateTmp=no\n"
         )
 
     @staticmethod
@@ -494,8 +498,12 @@ class NspawnBackend:
         layers = self.layers(node)
         overlay = (f"lowerdir=/,upperdir={layers / 'upper'},workdir={layers / 'work'}")
         binds = [f"--bind={node.root}"]
-        binds += [f"--bind-ro={p}" for p in _outside_root_fs(
-            (Path(sys.prefix), Path(sys.base_prefix), UNIT_SOURCE.parents[2]))]
+        # The venv and the source tree, at the same paths: always bound, since the clone
+        # may not show them (another mount, or under /tmp, which the container's
+        # systemd would cover with a tmpfs).
+        code = [Path(sys.prefix), UNIT_SOURCE.parents[2]]
+        binds += [f"--bind-ro={p}" for p in dict.fromkeys(
+            code + _outside_root_fs((Path(sys.base_prefix),)))]
         shared = sb.root / "shared"  # the fcntl cluster lock, one file for every node
         if shared.is_dir():
             binds.append(f"--bind={shared}")
