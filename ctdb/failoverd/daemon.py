@@ -44,7 +44,9 @@ from ctdb.tdaemon import Daemon, handles
 
 log = logging.getLogger(__name__)
 
-MARGIN = 0.25  # seconds added to every lease bound
+# Seconds added to every lease bound: the kernel checks address lifetimes lazily, so a
+# lapsed lease can outlive its valid_lft by up to ~1.1 s (docs/netlink.md).
+MARGIN = 1.2
 STATE_INTERVAL = 0.5  # seconds between IPState broadcasts
 GARP_COUNT = 3
 

@@ -27,6 +27,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import fcntl
 import importlib.metadata
 import ipaddress
 import logging
@@ -80,6 +81,7 @@ _WATCH_RCVBUF = 4 << 20
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 ARPHRD_ETHER = 1
+SIOCGIFHWADDR = 0x8927
 ETH_P_ARP, ETH_P_IP = 0x0806, 0x0800
 ARPOP_REQUEST, ARPOP_REPLY = 1, 2
 ICMPV6_NA = 136
@@ -524,6 +526,7 @@ class EventStream(AsyncIterator[Event]):
             except PermissionError:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _WATCH_RCVBUF)
             self._sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            self._port: int = self._sock.getsockname()[0]
             # Names and states of the links that exist now, without emitting events.
             self._dump_links(_SEED)
         except OSError as exc:
@@ -555,9 +558,7 @@ class EventStream(AsyncIterator[Event]):
                 if self._closed:
                     raise StopAsyncIteration from None
                 if exc.errno == errno.ENOBUFS:
-                    # Link changes lost meanwhile come back as events from a new dump.
-                    with contextlib.suppress(OSError):
-                        self._dump_links(_RESYNC if self._seeded else _SEED)
+                    self._overflowed()
                     raise NetlinkError("watch: the kernel dropped netlink events (receive "
                                        "buffer full); re-read links and addresses",
                                        exc.errno) from None
@@ -604,6 +605,22 @@ class EventStream(AsyncIterator[Event]):
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
+    def _overflowed(self) -> None:
+        """After ENOBUFS the kernel drops every further event for this socket until its
+        queue is empty: empty it now (keeping what it holds), so that events after the
+        caller's re-read arrive; link changes lost meanwhile come back as events from a
+        new dump."""
+        for _ in range(4096):  # bounded: an endless storm must not hold the loop
+            try:
+                self._parse(self._sock.recv(1 << 16))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    break
+        with contextlib.suppress(OSError):
+            self._dump_links(_RESYNC if self._seeded else _SEED)
+
     def _dump_links(self, seq: int) -> None:
         self._sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + 16, RTM_GETLINK,
                                        NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + bytes(16))
@@ -611,15 +628,18 @@ class EventStream(AsyncIterator[Event]):
     def _parse(self, data: bytes) -> None:
         offset = 0
         while offset + _NLMSGHDR.size <= len(data):
-            length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+            length, kind, _flags, seq, pid = _NLMSGHDR.unpack_from(data, offset)
             if length < _NLMSGHDR.size:
                 break
             chunk = data[offset:offset + length]
             offset += (length + 3) & ~3
-            if kind in (NLMSG_DONE, NLMSG_ERROR) and seq in (_SEED, _RESYNC):
+            # Answers to our dumps carry our port id; notifications that of the socket
+            # whose request caused them (or 0), and its sequence number.
+            ours = pid == self._port and seq in (_SEED, _RESYNC)
+            if kind in (NLMSG_DONE, NLMSG_ERROR) and ours:
                 self._seed_done()
             elif kind in (RTM_NEWLINK, RTM_DELLINK):
-                self._link(chunk, kind, from_dump=seq == _SEED and not self._seeded)
+                self._link(chunk, kind, from_dump=ours and seq == _SEED)
             elif kind in (RTM_NEWADDR, RTM_DELADDR):
                 self._address(chunk, kind)
 
@@ -671,18 +691,17 @@ def _decode(cls: Any, chunk: bytes) -> Any:
 
 
 # -- announcements ------------------------------------------------------------------------
-def _hw_address(op: str, iface: str, addr: IPAddr) -> bytes:
-    """The interface's Ethernet address, read from an AF_PACKET socket bound to it."""
+def _hw_address(op: str, iface: str, addr: IPAddr, sock: socket.socket) -> bytes:
+    """The interface's Ethernet address (SIOCGIFHWADDR on *sock*)."""
     try:
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
-            s.bind((iface, 0))
-            _, _, _, hatype, mac = s.getsockname()
+        ifreq = fcntl.ioctl(sock, SIOCGIFHWADDR, struct.pack("16s16x", iface.encode()))
     except OSError as exc:
         raise NetlinkError(f"{op} {iface} {addr}: {_describe(exc)}", exc.errno) from exc
-    if hatype != ARPHRD_ETHER or len(mac) != 6:
+    hatype = struct.unpack_from("H", ifreq, 16)[0]
+    if hatype != ARPHRD_ETHER:
         raise NetlinkError(f"{op} {iface} {addr}: not an Ethernet interface "
                            f"(hardware type {hatype})")
-    return bytes(mac)
+    return bytes(ifreq[18:24])
 
 
 def arp_frame(mac: bytes, ip: ipaddress.IPv4Address, op: int) -> bytes:
@@ -723,20 +742,29 @@ async def gratuitous_arp(iface: str, addr: ipaddress.IPv4Address, count: int = 3
     opened in the calling thread's namespace."""
     op = "gratuitous_arp"
     _check_count(op, iface, addr, count)
-    mac = _hw_address(op, iface, addr)
-    frames = [arp_frame(mac, addr, ARPOP_REQUEST), arp_frame(mac, addr, ARPOP_REPLY)]
     loop = asyncio.get_running_loop()
     try:
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0) as s:
-            s.bind((iface, 0))
-
-            async def send() -> None:
-                for frame in frames:
-                    await loop.sock_sendall(s, frame)
-
-            await _repeat(count, interval, send)
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0)
     except OSError as exc:
         raise NetlinkError(f"{op} {iface} {addr}: {_describe(exc)}", exc.errno) from exc
+    try:
+        mac = _hw_address(op, iface, addr, sock)
+        frames = [arp_frame(mac, addr, ARPOP_REQUEST), arp_frame(mac, addr, ARPOP_REPLY)]
+        sock.bind((iface, 0))  # protocol 0: sends only, receives nothing
+
+        async def send() -> None:
+            for frame in frames:
+                await loop.sock_sendall(sock, frame)
+
+        await _repeat(count, interval, send)
+    except OSError as exc:
+        if isinstance(exc, NetlinkError):
+            raise
+        raise NetlinkError(f"{op} {iface} {addr}: {_describe(exc)}", exc.errno) from exc
+    finally:
+        # Closing a packet socket waits for an RCU grace period (4-16 ms here): not on
+        # the event loop.
+        loop.run_in_executor(None, sock.close)
 
 
 async def unsolicited_na(iface: str, addr: ipaddress.IPv6Address, count: int = 3,
@@ -746,22 +774,22 @@ async def unsolicited_na(iface: str, addr: ipaddress.IPv6Address, count: int = 3
     *interval* seconds apart."""
     op = "unsolicited_na"
     _check_count(op, iface, addr, count)
-    mac = _hw_address(op, iface, addr)
-    message = na_message(mac, addr)
     loop = asyncio.get_running_loop()
     try:
-        index = socket.if_nametoindex(iface)
         with socket.socket(socket.AF_INET6, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
-                           socket.IPPROTO_ICMPV6) as s:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            s.bind((str(addr), 0, 0, index))
+                           socket.IPPROTO_ICMPV6) as sock:
+            message = na_message(_hw_address(op, iface, addr, sock), addr)
+            index = socket.if_nametoindex(iface)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.bind((str(addr), 0, 0, index))
 
             async def send() -> None:
-                await loop.sock_sendto(s, message, (ALL_NODES, 0, 0, index))
+                await loop.sock_sendto(sock, message, (ALL_NODES, 0, 0, index))
 
             await _repeat(count, interval, send)
     except OSError as exc:
+        if isinstance(exc, NetlinkError):
+            raise
         raise NetlinkError(f"{op} {iface} {addr}: {_describe(exc)}", exc.errno) from exc
-
