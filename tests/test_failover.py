@@ -159,3 +159,25 @@ def test_the_watcher_sees_a_real_duplicate(sb: Sandbox) -> None:
         for ns in nodes:
             subprocess.run(["ip", "-n", ns, "addr", "del", f"{stray}/24", "dev", "eth1"],
                            check=False)
+
+
+def test_release_ips_removes_what_a_crash_left(sb: Sandbox) -> None:
+    """The unit's ExecStopPost (ctdbd --release-ips) clears a stopped node's addresses."""
+    from ctdb.sandbox.lab import BIN
+
+    balanced(sb)
+    sb.stop(2)
+    ip = sb.topo.public_ips[0]
+    ns = sb.topo.node(2).netns
+    subprocess.run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth1"], check=True)
+    try:
+        r = sb.exec(2, [str(BIN / "ctdbd"), "--release-ips"], check=True)
+        assert "removed 1 public address" in r.stderr
+        out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show", "dev", "eth1"],
+                             capture_output=True, text=True, check=True).stdout
+        assert f" {ip}/" not in out
+    finally:
+        subprocess.run(["ip", "-n", ns, "addr", "del", f"{ip}/24", "dev", "eth1"],
+                       check=False, capture_output=True)
+        sb.start(2)
+        sb.wait_ready(2)

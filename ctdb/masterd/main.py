@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--single-process", action="store_true",
                    help="host all daemons in one process")
     p.add_argument("--base", type=Path, help="configuration directory (default $CTDB_BASE)")
+    p.add_argument("--release-ips", action="store_true",
+                   help="remove this node's public addresses and exit (the unit's "
+                        "ExecStopPost: after a crash nothing else would)")
     return p.parse_args(argv)
 
 
@@ -39,12 +42,47 @@ def _detach() -> None:
     os.close(fd)
 
 
+def release_ips(base: Path | None) -> int:
+    """Delete every configured public address present on this node's interfaces."""
+    import asyncio
+
+    from ctdb.config import load
+    from ctdb.failoverd.netlink import Netlink
+
+    try:
+        config = load(base)
+    except CtdbError as exc:
+        print(f"ctdbd: {exc}", file=sys.stderr)
+        return 1
+    public = {p.address.ip for p in config.public_addresses or []}
+
+    async def run() -> int:
+        removed = 0
+        async with Netlink() as nl:
+            for existing in await nl.addresses():
+                if existing.address.ip in public:
+                    await nl.del_address(existing.interface, existing.address)
+                    removed += 1
+        return removed
+
+    try:
+        removed = asyncio.run(run())
+    except CtdbError as exc:
+        print(f"ctdbd: {exc}", file=sys.stderr)
+        return 1
+    if removed:
+        print(f"ctdbd: removed {removed} public address(es) left behind", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from ctdb.masterd.masterd import run_node
     from ctdb.masterd.process import set_process_name
     from ctdb.node import NodeContext
 
+    if args.release_ips:
+        return release_ips(args.base)
     try:
         node = NodeContext.load(args.base)
         if args.base is not None:
