@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from ctdb.clusterd.flags import INACTIVE as _INACTIVE
+from ctdb.clusterd.flags import NodeFlag
 from ctdb.errors import CtdbError, RemoteError, TransportError
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
@@ -62,15 +64,15 @@ Commands:
   ipreallocate      the leader recomputes where public addresses go
 """
 
-# CTDB's node flag bits.
-DISCONNECTED = 0x01
-UNHEALTHY = 0x02
-PERMANENTLY_DISABLED = 0x04
-BANNED = 0x08
-DELETED = 0x10
-STOPPED = 0x20
-UNKNOWN = 0x40
-INACTIVE = DELETED | DISCONNECTED | BANNED | STOPPED
+# CTDB's node flag bits, as plain ints for the output code.
+DISCONNECTED = int(NodeFlag.DISCONNECTED)
+UNHEALTHY = int(NodeFlag.UNHEALTHY)
+PERMANENTLY_DISABLED = int(NodeFlag.PERMANENTLY_DISABLED)
+BANNED = int(NodeFlag.BANNED)
+DELETED = int(NodeFlag.DELETED)
+STOPPED = int(NodeFlag.STOPPED)
+UNKNOWN = int(NodeFlag.UNKNOWN)
+INACTIVE = int(_INACTIVE)
 
 
 class UsageError(Exception):
@@ -144,6 +146,7 @@ class Session:
         self.opts = opts
         self.config = load()
         self._client: Any = None
+        self.rc = 0  # the exit code: 1 once any node failed
 
     @property
     def client(self) -> Any:
@@ -176,6 +179,18 @@ class Session:
         if pnn not in self.live_nodes():
             raise CtdbError(f"Node {pnn} does not exist")
         return [pnn]
+
+    def replies(self, service: int, body: Any) -> list[tuple[int, Any]]:
+        """The replies from every target node; each failure is printed (one line) and
+        makes the command's exit code 1 (``rc``)."""
+        out = []
+        for pnn, reply in self.ask_all(service, body):
+            if isinstance(reply, BaseException):
+                print(_node_error(pnn, reply), file=sys.stderr)
+                self.rc = 1
+            else:
+                out.append((pnn, reply))
+        return out
 
     def ask_all(self, service: int, body: Any) -> list[tuple[int, Any]]:
         """Send *body* to *service* on every target at once; (pnn, reply or error)."""
@@ -266,20 +281,15 @@ def cmd_version(s: Session) -> int:
         return 0
     from ctdb.protocol import Service, VersionRequest
 
-    rc = 0
     doc = []
-    for pnn, reply in s.ask_all(Service.TRANSPORT, VersionRequest()):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-            continue
+    for pnn, reply in s.replies(Service.TRANSPORT, VersionRequest()):
         doc.append({"pnn": pnn, "version": reply.version,
                     "protocol": [reply.protocol_min, reply.protocol_max]})
         if not s.opts.json:
             _out(reply.version if s.opts.node != "all" else f"{pnn}: {reply.version}")
     if s.opts.json:
         _json({"versions": doc})
-    return rc
+    return s.rc
 
 
 def _span(seconds: float) -> str:
@@ -293,13 +303,8 @@ def _span(seconds: float) -> str:
 def cmd_uptime(s: Session) -> int:
     from ctdb.protocol import Service, UptimeRequest
 
-    rc = 0
     doc = []
-    for pnn, reply in s.ask_all(Service.MASTERD, UptimeRequest()):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-            continue
+    for pnn, reply in s.replies(Service.MASTERD, UptimeRequest()):
         now = reply.current_time_us / 1e6
         start = reply.start_time_us / 1e6
         rec_start = reply.last_recovery_started_us / 1e6
@@ -316,7 +321,7 @@ def cmd_uptime(s: Session) -> int:
         _out(f"Duration of last recovery/failover: {max(0.0, rec_end - rec_start):.6f} seconds")
     if s.opts.json:
         _json({"uptime": doc})
-    return rc
+    return s.rc
 
 
 def cmd_pnn(s: Session) -> int:
@@ -470,32 +475,23 @@ def cmd_runstate(s: Session) -> int:
     from ctdb.clusterd.messages import RunstateRequest
     from ctdb.protocol import Service
 
-    rc = 0
-    for pnn, reply in s.ask_all(Service.CLUSTERD, RunstateRequest()):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-            continue
+    for pnn, reply in s.replies(Service.CLUSTERD, RunstateRequest()):
         name = Runstate(reply.runstate).name
         if s.opts.args and name not in (a.upper() for a in s.opts.args):
             print(f"CTDB not in required run state (got {name})", file=sys.stderr)
-            rc = 1
+            s.rc = 1
             continue
         _out(_json_line({"pnn": pnn, "runstate": name}) if s.opts.json else name)
-    return rc
+    return s.rc
 
 
 def _set_flags(s: Session, set_bits: int, clear_bits: int, want: bool, bit: int) -> int:
     from ctdb.clusterd.messages import SetFlagsRequest
     from ctdb.protocol import Service
 
-    rc = 0
-    for pnn, reply in s.ask_all(Service.CLUSTERD, SetFlagsRequest(set_bits, clear_bits)):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-    if rc:
-        return rc
+    s.replies(Service.CLUSTERD, SetFlagsRequest(set_bits, clear_bits))
+    if s.rc:
+        return s.rc
     # As CTDB does, return once this node sees the change on every target.
     deadline = time.monotonic() + s.opts.timeout
     targets = set(s.targets())
@@ -529,12 +525,8 @@ def _ban(s: Session, seconds: int) -> int:
     from ctdb.clusterd.messages import BanRequest
     from ctdb.protocol import Service
 
-    rc = 0
-    for pnn, reply in s.ask_all(Service.CLUSTERD, BanRequest(seconds)):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-    return rc
+    s.replies(Service.CLUSTERD, BanRequest(seconds))
+    return s.rc
 
 
 def cmd_ban(s: Session) -> int:
@@ -570,15 +562,10 @@ def cmd_getvar(s: Session) -> int:
 
     if len(s.opts.args) != 1:
         raise UsageError("getvar needs a NAME")
-    rc = 0
-    for pnn, reply in s.ask_all(Service.CLUSTERD, GetTunableRequest(s.opts.args[0])):
-        if isinstance(reply, BaseException):
-            print(str(reply), file=sys.stderr)
-            rc = 1
-            continue
+    for pnn, reply in s.replies(Service.CLUSTERD, GetTunableRequest(s.opts.args[0])):
         _out(_json_line({"pnn": pnn, reply.name: reply.value}) if s.opts.json
              else f"{reply.name:<23} = {reply.value}")
-    return rc
+    return s.rc
 
 
 def cmd_setvar(s: Session) -> int:
@@ -587,13 +574,8 @@ def cmd_setvar(s: Session) -> int:
 
     if len(s.opts.args) != 2 or not s.opts.args[1].isdigit():
         raise UsageError("setvar needs a NAME and a VALUE")
-    rc = 0
-    body = SetTunableRequest(s.opts.args[0], int(s.opts.args[1]))
-    for _pnn, reply in s.ask_all(Service.CLUSTERD, body):
-        if isinstance(reply, BaseException):
-            print(str(reply), file=sys.stderr)
-            rc = 1
-    return rc
+    s.replies(Service.CLUSTERD, SetTunableRequest(s.opts.args[0], int(s.opts.args[1])))
+    return s.rc
 
 
 def cmd_getcapabilities(s: Session) -> int:
@@ -601,12 +583,7 @@ def cmd_getcapabilities(s: Session) -> int:
     from ctdb.clusterd.messages import CapabilitiesRequest
     from ctdb.protocol import Service
 
-    rc = 0
-    for pnn, reply in s.ask_all(Service.CLUSTERD, CapabilitiesRequest()):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-            continue
+    for pnn, reply in s.replies(Service.CLUSTERD, CapabilitiesRequest()):
         caps = Capability(reply.capabilities)
         doc = {"pnn": pnn, "leader": bool(caps & Capability.LEADER),
                "lmaster": bool(caps & Capability.LMASTER)}
@@ -618,7 +595,7 @@ def cmd_getcapabilities(s: Session) -> int:
         else:
             _out(f"LEADER: {'YES' if doc['leader'] else 'NO'}")
             _out(f"LMASTER: {'YES' if doc['lmaster'] else 'NO'}")
-    return rc
+    return s.rc
 
 
 def cmd_setleaderrole(s: Session) -> int:
@@ -627,12 +604,8 @@ def cmd_setleaderrole(s: Session) -> int:
 
     if len(s.opts.args) != 1 or s.opts.args[0] not in ("on", "off"):
         raise UsageError("setleaderrole needs on or off")
-    rc = 0
-    for pnn, reply in s.ask_all(Service.CLUSTERD, SetLeaderRoleRequest(s.opts.args[0] == "on")):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-    return rc
+    s.replies(Service.CLUSTERD, SetLeaderRoleRequest(s.opts.args[0] == "on"))
+    return s.rc
 
 
 def cmd_recover(s: Session) -> int:
@@ -759,12 +732,8 @@ def cmd_ipreallocate(s: Session) -> int:
 def cmd_shutdown(s: Session) -> int:
     from ctdb.protocol import Service, ShutdownRequest
 
-    rc = 0
-    for pnn, reply in s.ask_all(Service.MASTERD, ShutdownRequest()):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-    return rc
+    s.replies(Service.MASTERD, ShutdownRequest())
+    return s.rc
 
 
 def cmd_listnodes(s: Session) -> int:
@@ -784,28 +753,18 @@ def cmd_listnodes(s: Session) -> int:
 def cmd_getpid(s: Session) -> int:
     from ctdb.protocol import DaemonListRequest, Service
 
-    rc = 0
-    for pnn, reply in s.ask_all(Service.MASTERD, DaemonListRequest()):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-            continue
+    for pnn, reply in s.replies(Service.MASTERD, DaemonListRequest()):
         pid = next((d.pid for d in reply.daemons if d.name == "ctdbd"), 0)
         _out(_json_line({"pnn": pnn, "pid": pid}) if s.opts.json else str(pid))
-    return rc
+    return s.rc
 
 
 def cmd_getdebug(s: Session) -> int:
     from ctdb.protocol import GetLogLevelRequest, Service
 
-    rc = 0
-    for pnn, reply in s.ask_all(Service.TRANSPORT, GetLogLevelRequest()):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-            continue
+    for pnn, reply in s.replies(Service.TRANSPORT, GetLogLevelRequest()):
         _out(_json_line({"pnn": pnn, "level": reply.level}) if s.opts.json else reply.level)
-    return rc
+    return s.rc
 
 
 def cmd_setdebug(s: Session) -> int:
@@ -819,16 +778,9 @@ def cmd_setdebug(s: Session) -> int:
     if level is None:
         raise CtdbError(f"Invalid debug level '{s.opts.args[0]}'. "
                         "Valid levels are: ERROR | WARNING | NOTICE | INFO | DEBUG")
-    rc = 0
-    for pnn, reply in s.ask_all(Service.TRANSPORT, SetLogLevelRequest(level)):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-    for pnn, reply in s.ask_all(Service.MASTERD, SetLogLevelRequest(level)):
-        if isinstance(reply, BaseException):
-            print(_node_error(pnn, reply), file=sys.stderr)
-            rc = 1
-    return rc
+    s.replies(Service.TRANSPORT, SetLogLevelRequest(level))
+    s.replies(Service.MASTERD, SetLogLevelRequest(level))
+    return s.rc
 
 
 COMMANDS: dict[str, Callable[[Session], int]] = {
