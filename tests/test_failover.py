@@ -181,3 +181,23 @@ def test_release_ips_removes_what_a_crash_left(sb: Sandbox) -> None:
                        check=False, capture_output=True)
         sb.start(2)
         sb.wait_ready(2)
+
+
+def test_an_ipv6_public_address_fails_over_too() -> None:
+    sandbox = Sandbox(Options(name=f"g{os.getpid() % 100000}", nodes=3, public_ips=1,
+                              ipv6=True))
+    try:
+        sandbox.up()
+        ip6 = sandbox.topo.public_ips6[0]
+        wait_for("the IPv6 address hosted", lambda: hosts(sandbox).get(ip6) is not None)
+        holder = hosts(sandbox)[ip6]
+        assert holder is not None
+        sandbox.ctdb(holder, "disable")
+        new = wait_for("the IPv6 address on another node", lambda: (
+            h if (h := hosts(sandbox).get(ip6)) not in (None, holder) else None))
+        out = subprocess.run(["ip", "-n", sandbox.topo.node(new).netns, "-6", "-o", "addr",
+                              "show", "dev", "eth1"], capture_output=True, text=True,
+                             check=True).stdout
+        assert f" {ip6}/64" in out
+    finally:
+        sandbox.down()

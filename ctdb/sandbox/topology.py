@@ -9,6 +9,7 @@ several can run at once.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,11 @@ class Topology:
         raise SandboxError(f"sandbox {self.name} has no node {pnn}")
 
 
+def _v6(text: str) -> str:
+    """An IPv6 address in its canonical text form, as ``ip`` and ``ctdb ip`` print it."""
+    return str(ipaddress.IPv6Address(text))
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise SandboxError(f"invalid sandbox name {name!r}: 1-8 lower-case letters and digits,"
@@ -116,13 +122,14 @@ def plan(name: str, nodes: int, public_ips: int = 0, ipv6: bool = False,
             netns=f"{NS_PREFIX}-{name}-n{pnn}",
             private_ip=f"{private_net}.{pnn + 1}",
             public_ip=f"{public_net}.{pnn + 1}",
-            public_ip6=f"2001:2:0:{index:x}::{pnn + 1:x}" if ipv6 else None,
+            public_ip6=_v6(f"2001:2:0:{index:x}::{pnn + 1:x}") if ipv6 else None,
             root=root / f"node{pnn}",
         )
         for pnn in range(nodes)
     )
     ips = tuple(f"{public_net}.{100 + i}" for i in range(public_ips))
-    ips6 = tuple(f"2001:2:0:{index:x}::{0x100 + i:x}" for i in range(public_ips)) if ipv6 else ()
+    ips6 = tuple(_v6(f"2001:2:0:{index:x}::{0x100 + i:x}") for i in range(public_ips)) \
+        if ipv6 else ()
     return Topology(name, index, specs, ips, ips6)
 
 
