@@ -1,12 +1,18 @@
 """Public IP allocation (ctdb.failoverd.alloc): CTDB's own scenarios as tables, and properties.
 
-The first table is CTDB 4.17's takeover unit tests (ctdb/tests/UNIT/takeover/*.sh, plus
-the det.004-006 home_nodes cases of newer CTDB), inputs and expected outputs carried over
-as data into our format; every row must give exactly CTDB's answer.  The second table
-covers what those tests do not (node states one by one, NoIPFailback,
-NoIPHostOnAllDisabled, groups, IPv6, interfaces, force_rebalance); its expectations were
-worked out by hand where small and checked against :func:`reference`, a direct and slow
-transcription of CTDB's steps, everywhere.
+Three tables, every row of which must give exactly the expected map:
+
+* ``CTDB_ROWS``: CTDB 4.17's takeover unit tests (ctdb/tests/UNIT/takeover/*.sh, plus the
+  det.004-006 home_nodes cases of newer CTDB), inputs and expected outputs carried over
+  as data into our format;
+* ``OWN_ROWS``: what those tests do not cover (node states one by one, NoIPFailback,
+  NoIPHostOnAllDisabled, groups, IPv6, interfaces, force_rebalance, ties), worked out by
+  hand where small;
+* ``LAB_ROWS``: transitions observed from the real CTDB 4.17.12 daemons (mixed IPv4/IPv6,
+  groups, run-time tunables, all three algorithms).
+
+:func:`reference`, a direct and slow transcription of CTDB's steps, agrees with all three
+and then judges the fast code on random clusters.
 
 Row format: ``nodes`` has one letter per node in PNN order -- H healthy, U unhealthy,
 D administratively disabled, B banned, S stopped, X disconnected, R healthy but not yet
@@ -298,6 +304,84 @@ OWN_ROWS = [
 # fmt: on
 
 
+# Observed from Debian's Samba CTDB 4.17.12 (2:4.17.12+dfsg-0+deb12u4): three ctdbd in
+# network namespaces, public addresses loaded with `ctdb reloadips all`, then one action
+# per row; `now` is the map before it, `want` the map CTDB settled on (`ctdb ip all`)
+# after `ctdb ipreallocate`.  Covers what CTDB's unit tests do not: IPv4 mixed with IPv6,
+# IPv6 differing in the first word, groups, and the tunables set at run time.
+LAB_V6 = "10.0.0.1-2 2001:db8::1-3 3001:db8::1-3 2001:db9::1-2"
+LAB_G = "10.0.0.1-2 10.9.0.1-3 2001:db8::1-3 3001:db8::1-3 2001:db9::1-2"
+LAB_GROUPS = "01x2 012x3 12x8"  # node 0 has no IPv6, node 2 no 10.0.0.x
+
+# fmt: off
+LAB_ROWS = [
+    Row("lab.01", "load mixed IPv4/IPv6 (from empty)", LCP2, "HHH", MIXED, "-", "210210012210"),
+    Row("lab.02", "ctdb disable, node 1", LCP2, "HDH", MIXED, "210210012210", "200220002220"),
+    Row("lab.03", "ctdb enable, node 1", LCP2, "HHH", MIXED, "200220002220", "201120012120"),
+    Row("lab.04", "ctdb ban, node 2", LCP2, "HHB", MIXED, "201120012120", "001110010110"),
+    Row("lab.05", "ctdb unban, node 2", LCP2, "HHH", MIXED, "001110010110", "021210012210"),
+    Row("lab.06", "ctdb stop, node 0", LCP2, "SHH", MIXED, "021210012210", "121212112212"),
+    Row("lab.07", "ctdb continue, node 0", LCP2, "HHH", MIXED, "121212112212", "120012010212"),
+    Row("lab.08", "setvar NoIPFailback 1", LCP2, "HHH", MIXED,
+        "120012010212", "120012010212", no_ip_failback=True),
+    Row("lab.09", "ctdb disable, node 1", LCP2, "HDH", MIXED,
+        "120012010212", "220002000222", no_ip_failback=True),
+    Row("lab.10", "ctdb enable, node 1", LCP2, "HHH", MIXED,
+        "220002000222", "220002000222", no_ip_failback=True),
+    Row("lab.11", "setvar NoIPFailback 0", LCP2, "HHH", MIXED, "220002000222", "210012001212"),
+    Row("lab.12", "ctdb ipreallocate", LCP2, "HHH", MIXED, "210012001212", "210012001212"),
+    Row("lab.13", "setvar NoIPTakeover 1", LCP2, "HHH", MIXED,
+        "210012001212", "210012001212", no_ip_takeover=True),
+    Row("lab.14", "ctdb disable, node 2", LCP2, "HHD", MIXED,
+        "210012001212", "-1001-001-1-", no_ip_takeover=True),
+    Row("lab.15", "ctdb enable, node 2", LCP2, "HHH", MIXED,
+        "-1001-001-1-", "-1001-001-1-", no_ip_takeover=True),
+    Row("lab.16", "setvar NoIPTakeover 0", LCP2, "HHH", MIXED, "-1001-001-1-", "210012001212"),
+    Row("lab.17", "ctdb ipreallocate", LCP2, "HHH", MIXED, "210012001212", "210012001212"),
+    Row("lab.18", "setvar IPAllocAlgorithm 1", NONDET, "HHH", MIXED,
+        "210012001212", "210012001212"),
+    Row("lab.19", "ctdb disable, node 2", NONDET, "HHD", MIXED, "210012001212", "110010001110"),
+    Row("lab.20", "ctdb enable, node 2", NONDET, "HHH", MIXED, "110010001110", "110010021222"),
+    Row("lab.21", "setvar IPAllocAlgorithm 0", DET, "HHH", MIXED, "110010021222", "210210210210"),
+    Row("lab.22", "ctdb disable, node 0", DET, "DHH", MIXED, "210210210210", "212211212211"),
+    Row("lab.23", "ctdb enable, node 0", DET, "HHH", MIXED, "212211212211", "210210210210"),
+    Row("lab.24", "setvar IPAllocAlgorithm 2", LCP2, "HHH", MIXED, "210210210210", "210210210210"),
+    Row("lab.25", "ctdb disable, node 1", LCP2, "HDH", MIXED, "210210210210", "200220220200"),
+    Row("lab.26", "ctdb enable, node 1", LCP2, "HHH", MIXED, "200220220200", "201210210210"),
+    Row("lab.27", "reload: IPv6 differing in the first word", LCP2, "HHH", LAB_V6,
+        "-", "1010202210"),
+    Row("lab.28", "ctdb disable, node 0", LCP2, "DHH", LAB_V6, "1010202210", "1212212211"),
+    Row("lab.29", "ctdb enable, node 0", LCP2, "HHH", LAB_V6, "1212212211", "1210202210"),
+    Row("lab.30", "ctdb disable, node 2", LCP2, "HHD", LAB_V6, "1210202210", "1010101010"),
+    Row("lab.31", "ctdb enable, node 2", LCP2, "HHH", LAB_V6, "1010101010", "1010202210"),
+    Row("lab.32", "ctdb stop, node 1", LCP2, "HSH", LAB_V6, "1010202210", "2000202220"),
+    Row("lab.33", "ctdb continue, node 1", LCP2, "HHH", LAB_V6, "2000202220", "1010202210"),
+    Row("lab.34", "reload: groups, all nodes gain 10.9.0.x", LCP2, "HHH", LAB_G,
+        "10---10202210", "1002012212211", groups=LAB_GROUPS, force=(0, 1, 2)),
+    Row("lab.35", "ctdb disable, node 1", LCP2, "HDH", LAB_G,
+        "1002012212211", "0002022222222", groups=LAB_GROUPS),
+    Row("lab.36", "ctdb enable, node 1", LCP2, "HHH", LAB_G,
+        "0002022222222", "0002021221121", groups=LAB_GROUPS),
+    Row("lab.37", "ctdb ban, node 0", LCP2, "BHH", LAB_G,
+        "0002021221121", "1122121221121", groups=LAB_GROUPS),
+    Row("lab.38", "ctdb unban, node 0", LCP2, "HHH", LAB_G,
+        "1122121221121", "0020121221121", groups=LAB_GROUPS),
+    Row("lab.39", "setvar IPAllocAlgorithm 0", DET, "HHH", LAB_G,
+        "0020121221121", "0010212211212", groups=LAB_GROUPS),
+    Row("lab.40", "ctdb disable, node 2", DET, "HHD", LAB_G,
+        "0010212211212", "0010011111111", groups=LAB_GROUPS),
+    Row("lab.41", "ctdb enable, node 2", DET, "HHH", LAB_G,
+        "0010011111111", "0010212211212", groups=LAB_GROUPS),
+    Row("lab.42", "setvar IPAllocAlgorithm 1", NONDET, "HHH", LAB_G,
+        "0010212211212", "0010212211212", groups=LAB_GROUPS),
+    Row("lab.43", "ctdb disable, node 1", NONDET, "HDH", LAB_G,
+        "0010212211212", "0000222222222", groups=LAB_GROUPS),
+    Row("lab.44", "ctdb enable, node 1", NONDET, "HHH", LAB_G,
+        "0000222222222", "0000222221111", groups=LAB_GROUPS),
+]
+# fmt: on
+
+
 def expand(spec: str) -> list[IPAddress]:
     """``10.0.0.1-4 fd00::1-a`` -> the addresses, ascending (the range end is in the
     notation of the last field: decimal for IPv4, hex for IPv6)."""
@@ -542,8 +626,17 @@ def test_own_scenario(row: Row) -> None:
     assert render(addrs, allocate(request)) == row.want
 
 
+@pytest.mark.parametrize("row", LAB_ROWS, ids=lambda r: r.id)
+def test_samba_ctdb_lab(row: Row) -> None:
+    """Every transition observed from the real CTDB 4.17.12 daemons comes out the same."""
+    addrs, request = build(row)
+    assert render(addrs, allocate(request)) == row.want
+
+
 @pytest.mark.parametrize(
-    "row", [r for r in CTDB_ROWS + OWN_ROWS if len(expand(r.addresses)) <= 20], ids=lambda r: r.id
+    "row",
+    [r for r in CTDB_ROWS + OWN_ROWS + LAB_ROWS if len(expand(r.addresses)) <= 20],
+    ids=lambda r: r.id,
 )
 def test_reference_agrees(row: Row) -> None:
     """The straight transcription agrees with the tables too (so it can judge the rest)."""

@@ -30,8 +30,8 @@ the same choices come from running sums kept up to date as addresses move:
 
 The weight of a pair depends only on the pair, so one vector of weights per moved
 address is all a move costs.  CTDB keeps these sums in uint32_t; we keep exact
-integers, which only differs once a node's imbalance passes 2**32 (about 700 close
-addresses on one node), where CTDB's arithmetic wraps.
+integers, which only differs once a sum CTDB forms reaches 2**32 (about 800 addresses of
+one /22 on one node), where CTDB's arithmetic wraps.
 """
 
 from __future__ import annotations
