@@ -140,3 +140,18 @@ def test_bad_key_files(text: str, error: str) -> None:
 def test_key_file_order_is_preference() -> None:
     assert parse_keys("# new first\n" + "b" * 32 + "\n" + "a" * 32 + "\n") == [
         b"b" * 32, b"a" * 32]
+
+
+@given(st.binary(min_size=16, max_size=200), st.binary(max_size=2000),
+       st.integers(0, 5))
+def test_frame_mac_is_standard_hmac_sha256(key: bytes, frame: bytes, seq: int) -> None:
+    """The precomputed-state MAC is exactly HMAC-SHA256(key, seq || frame), truncated."""
+    import hmac as std
+
+    from ctdb.transport.auth import FrameSigner
+
+    signer = FrameSigner(key)
+    for _ in range(seq):
+        signer.sign(b"")
+    expected = std.digest(key, seq.to_bytes(8, "big") + frame, "sha256")[:16]
+    assert signer.sign(frame) == expected

@@ -25,16 +25,22 @@ from ctdb.protocol import (
     EchoReply,
     EchoRequest,
     ErrorCode,
+    ErrorReply,
+    Flag,
     Message,
     PingReply,
     PingRequest,
     Service,
     StatusReply,
     StatusRequest,
+    decode,
+    encode,
 )
-from ctdb.transport.auth import MAC_SIZE
+from ctdb.transport.auth import MAC_SIZE, AcceptorHandshake, DialerHandshake, Session
 from ctdb.transport.client import Client
 from ctdb.transport.core import socket_path
+from ctdb.transport.daemon import Transportd, TransportSettings, _Local
+from ctdb.transport.link import LinkStream, PeerLink, read_handshake
 from tests.transport_lab import ADDRS, ECHO, ECHO_TYPE, KEY, OTHER_KEY, PORT, PROXY, Nodes
 
 
@@ -361,3 +367,305 @@ async def test_links_come_back_after_repeated_silent_cuts(
     await until("link up at last", lambda: can_ping(client, 1))
     proxy.close()
     await client.close()
+
+
+# -- the link's stream, write batching and the routing fast path, without sockets ----
+class FakeTransport(asyncio.Transport):
+    """Records writes; never pushes back by itself (tests call pause/resume_writing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.reading = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+def _sessions() -> tuple[Session, Session]:
+    """A dialer's and an acceptor's session of one handshake."""
+    dialer = DialerHandshake(KEY, 0, (1, 1))
+    acceptor = AcceptorHandshake(KEY, 1, (1, 1))
+    _, reply = acceptor.on_hello(dialer.first_message()[2:])
+    proof, dsession = dialer.on_reply(reply[2:], expected_pnn=1)
+    return dsession, acceptor.on_proof(proof)
+
+
+class LinkBench:
+    """Node 1's end of a link to node 0, on a FakeTransport; node 0 is simulated."""
+
+    def __init__(self, interval: float = 10.0, limit: int = 5) -> None:
+        self.peer, mine = _sessions()  # the peer (node 0) dialed
+        self.got: list[bytes] = []
+        self.link = PeerLink(0, 1, on_frame=lambda _link, frame: self.got.append(frame),
+                             on_state=lambda _link, _up: None,
+                             keepalive_interval=interval, keepalive_limit=limit)
+        self.stream = LinkStream()
+        self.transport = FakeTransport()
+        self.stream.connection_made(self.transport)
+        self.task = asyncio.create_task(self.link.run_connection(self.stream, mine))
+
+    def feed(self, data: bytes, chunk: int | None = None) -> None:
+        chunk = chunk or len(data)
+        for at in range(0, len(data), chunk):
+            piece = data[at : at + chunk]
+            view = self.stream.get_buffer(-1)
+            assert len(view) >= len(piece)
+            view[: len(piece)] = piece
+            self.stream.buffer_updated(len(piece))
+
+    def signed(self, *frames: bytes) -> bytes:
+        return b"".join(f + self.peer.signer.sign(f) for f in frames)
+
+    def sent(self) -> list[bytes]:
+        """The frames node 1 wrote, each checked against its MAC in order."""
+        wire = b"".join(self.transport.writes)
+        frames = []
+        while wire:
+            length = int.from_bytes(wire[8:12], "big")
+            frame, mac = wire[:length], wire[length : length + MAC_SIZE]
+            assert self.peer.verifier.verify(frame, mac), "bad MAC or out of order"
+            frames.append(frame)
+            wire = wire[length + MAC_SIZE :]
+        return frames
+
+    async def close(self) -> None:
+        self.link.close()
+        await self.task
+
+
+def _echo_frame(tag: int, size: int = 10, service: int = 5) -> bytes:
+    return encode(Message(body=EchoRequest(bytes([tag]) * size), src=Address(0, service),
+                          dst=Address(1, ECHO)))
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 47, 48, 64, 1000, None])
+async def test_link_stream_frames_arrive_whole_however_the_bytes_are_cut(chunk: int | None,
+                                                                         ) -> None:
+    bench = LinkBench()
+    await asyncio.sleep(0)
+    frames = [_echo_frame(i, size=i * 37) for i in range(12)]
+    frames.append(_echo_frame(99, size=65_000))  # a fragment-sized frame
+    bench.feed(bench.signed(*frames), chunk)
+    assert bench.got == frames
+    assert bench.link.connected
+    await bench.close()
+    assert not bench.link.connected
+
+
+async def test_link_stream_drops_forged_frames_and_keeps_going(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    bench = LinkBench()
+    await asyncio.sleep(0)
+    one, two = _echo_frame(1), _echo_frame(2)
+    good = bench.signed(one)
+    mac = bench.peer.signer.sign(two)
+    forged = bytearray(two)
+    forged[-1] ^= 1  # the MAC no longer matches
+    bench.feed(good + bytes(forged) + mac + good)  # the last one is a replay
+    assert bench.got == [one]
+    assert bench.link.dropped_frames == 2
+    bench.feed(two + mac)
+    assert bench.got == [one, two]
+    assert caplog.text.count("failed authentication") == 2
+    await bench.close()
+
+
+async def test_link_stream_out_of_sync_loses_the_link(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    bench = LinkBench()
+    await asyncio.sleep(0)
+    bench.feed(bench.signed(_echo_frame(1)) + b"XXXX" + bytes(60))
+    await asyncio.wait_for(bench.task, 5)
+    assert len(bench.got) == 1
+    assert not bench.link.connected
+    assert bench.transport.closed
+    assert "link lost: stream out of sync (bad magic)" in caplog.text
+
+
+async def test_link_writes_of_one_batch_leave_together() -> None:
+    bench = LinkBench()
+    await asyncio.sleep(0)
+    frames = [_echo_frame(i) for i in range(5)]
+    bench.link.batch.begin()
+    for f in frames[:3]:
+        assert bench.link.send(f, "a")
+    assert bench.transport.writes == []  # held until the batch ends
+    bench.link.batch.end()
+    assert len(bench.transport.writes) == 1
+    for f in frames[3:]:  # outside a batch: at once
+        assert bench.link.send(f, "a")
+    assert len(bench.transport.writes) == 3
+    assert bench.sent() == frames
+    await bench.close()
+    assert not bench.link.send(frames[0], "a")
+
+
+async def test_link_round_robin_by_source_once_the_socket_pushes_back() -> None:
+    bench = LinkBench()
+    await asyncio.sleep(0)
+    bulk = [_echo_frame(i, service=7) for i in range(4)]
+    ping = _echo_frame(100, service=8)
+    bench.stream.pause_writing()
+    for f in bulk:
+        bench.link.send(f, "bulk")
+    bench.link.send(ping, "ping")
+    assert bench.transport.writes == []
+    bench.stream.resume_writing()
+    assert bench.sent() == [bulk[0], ping, *bulk[1:]]
+    await bench.close()
+
+
+async def test_link_keepalives_when_idle_and_gives_up_on_silence(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    bench = LinkBench(interval=0.05, limit=4)
+    for _ in range(8):  # traffic from the peer keeps the link up
+        await asyncio.sleep(0.05)
+        bench.feed(bench.signed(_echo_frame(1)))
+    assert bench.link.connected
+    keepalives = bench.sent()
+    assert len(keepalives) >= 3
+    assert all(Message(body=decode(k).body).msg_type == 0x0003 for k in keepalives)
+    await asyncio.wait_for(bench.task, 2)  # then silence: lost within the limit
+    assert not bench.link.connected
+    assert "link lost: no traffic within the keepalive limit" in caplog.text
+
+
+async def test_handshake_reads_from_a_link_stream() -> None:
+    stream = LinkStream()
+    stream.connection_made(FakeTransport())
+    reading = asyncio.create_task(read_handshake(stream))
+    message = b"\x00\x05hello"
+    for i in range(len(message)):
+        view = stream.get_buffer(-1)
+        view[:1] = message[i : i + 1]
+        stream.buffer_updated(1)
+        await asyncio.sleep(0)
+    assert await reading == b"hello"
+    late = asyncio.create_task(stream.readexactly(4))
+    await asyncio.sleep(0)
+    stream.eof_received()
+    with pytest.raises(asyncio.IncompleteReadError):
+        await late
+
+
+async def test_frames_right_after_the_handshake_wait_for_the_session() -> None:
+    stream = LinkStream()
+    transport = FakeTransport()
+    stream.connection_made(transport)
+    peer, mine = _sessions()
+    frames = [_echo_frame(i, size=3000) for i in range(6)]
+    wire = b"\x00\x05hello" + b"".join(f + peer.signer.sign(f) for f in frames)
+    fed = 0
+
+    def feed() -> None:
+        nonlocal fed
+        while transport.reading and fed < len(wire):
+            view = stream.get_buffer(-1)
+            size = min(len(view), len(wire) - fed)
+            view[:size] = wire[fed : fed + size]
+            stream.buffer_updated(size)
+            fed += size
+
+    feed()
+    assert not transport.reading, "an unauthenticated peer gets a small buffer only"
+    assert await read_handshake(stream) == b"hello"
+    got: list[bytes] = []
+    link = PeerLink(0, 1, on_frame=lambda _link, frame: got.append(frame),
+                    on_state=lambda _link, _up: None, keepalive_interval=10, keepalive_limit=5)
+    task = asyncio.create_task(link.run_connection(stream, mine))
+    await asyncio.sleep(0)
+    assert transport.reading
+    feed()
+    assert got == frames
+    link.close()
+    await task
+
+
+class FakeConn:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def _daemon_with_client(tmp_path: Path, service: int = 0x10001) -> tuple[Transportd, FakeConn]:
+    daemon = Transportd(TransportSettings(0, {0: ADDRS[0], 1: ADDRS[1]}, tmp_path, KEY, PORT))
+    conn = FakeConn()
+    local = _Local(conn, service)  # type: ignore[arg-type]
+    daemon._locals[conn] = local  # type: ignore[index]
+    daemon._services[service] = local
+    return daemon, conn
+
+
+def _from_local(daemon: Transportd, conn: FakeConn, frame: bytes) -> None:
+    daemon._local_frame(conn, memoryview(bytearray(frame)))  # type: ignore[arg-type]
+
+
+async def test_ping_fast_path_answers_exactly_like_the_codec(tmp_path: Path) -> None:
+    daemon, conn = _daemon_with_client(tmp_path)
+    ping = encode(Message(body=PingRequest(), dst=Address(NODE_CURRENT, Service.TRANSPORT),
+                          request_id=77, flags=Flag.REQUEST))
+    _from_local(daemon, conn, ping)
+    assert conn.sent == [encode(Message(body=PingReply(clients=1),
+                                        src=Address(0, Service.TRANSPORT),
+                                        dst=Address(0, 0x10001), request_id=77,
+                                        flags=Flag.REPLY))]
+    # Trailing bytes are tolerated, as the decoder tolerates them.
+    longer = bytearray(ping + b"more")
+    longer[8:12] = len(longer).to_bytes(4, "big")
+    _from_local(daemon, conn, bytes(longer))
+    assert len(conn.sent) == 2
+    assert decode(conn.sent[1]).body == PingReply(clients=1)
+    # A length field that does not match the frame is refused with an error.
+    wrong = bytearray(ping + b"more")
+    _from_local(daemon, conn, bytes(wrong))
+    error = decode(conn.sent[2])
+    assert isinstance(error.body, ErrorReply)
+    assert error.body.code == ErrorCode.INVALID_MESSAGE
+    assert error.request_id == 77
+    # No reply without the REQUEST flag, and none to a stray reply.
+    for flags in (Flag(0), Flag.REPLY, Flag.REQUEST | Flag.REPLY):
+        _from_local(daemon, conn, encode(Message(body=PingRequest(),
+                                                 dst=Address(0, Service.TRANSPORT),
+                                                 flags=flags)))
+    assert len(conn.sent) == 3
+
+
+async def test_malformed_peer_frames_are_logged_and_ignored(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    daemon, conn = _daemon_with_client(tmp_path, ECHO)
+    plink = daemon.links[1]
+    good = encode(Message(body=EchoRequest(b"x"), src=Address(1, 5), dst=Address(0, ECHO)))
+    for offset, value in ((4, b"\x00"), (6, b"\x00\x10")):  # version 0; header length 16
+        bad = bytearray(good)
+        bad[offset : offset + len(value)] = value
+        daemon._peer_frame(plink, bytes(bad))
+    daemon._peer_frame(plink, good[:40])
+    assert caplog.text.count("node 1: ignored a malformed frame") == 3
+    forged = encode(Message(body=EchoRequest(b"x"), src=Address(2, 5), dst=Address(0, ECHO)))
+    daemon._peer_frame(plink, forged)
+    assert "claiming to come from node 2" in caplog.text
+    assert conn.sent == []
+    daemon._peer_frame(plink, good)
+    assert conn.sent == [good]

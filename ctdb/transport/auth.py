@@ -139,33 +139,57 @@ def _session_keys(key: bytes, dialer_nonce: bytes, acceptor_nonce: bytes) -> tup
     return d2a, a2d
 
 
+class _Mac:
+    """HMAC-SHA256 with the keyed inner and outer states computed once (RFC 2104).
+
+    Copying two prepared SHA-256 states per frame gives the same bytes as
+    ``hmac.digest(key, ...)`` at well under half the cost, and a link MACs every frame.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def tag(self, seq: int, frame: bytes | memoryview) -> bytes:
+        inner = self._inner.copy()
+        inner.update(seq.to_bytes(8, "big"))
+        inner.update(frame)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:MAC_SIZE]
+
+
 class FrameSigner:
     """MACs outgoing frames with an implicit sequence number."""
 
-    __slots__ = ("_key", "_seq")
+    __slots__ = ("_mac", "_seq")
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        self._mac = _Mac(key)
         self._seq = 0
 
     def sign(self, frame: bytes) -> bytes:
-        mac = hmac.digest(self._key, self._seq.to_bytes(8, "big") + frame, "sha256")
+        tag = self._mac.tag(self._seq, frame)
         self._seq += 1
-        return mac[:MAC_SIZE]
+        return tag
 
 
 class FrameVerifier:
     """Checks incoming frames; a frame that fails does not advance the sequence."""
 
-    __slots__ = ("_key", "_seq")
+    __slots__ = ("_mac", "_seq")
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        self._mac = _Mac(key)
         self._seq = 0
 
-    def verify(self, frame: bytes, mac: bytes) -> bool:
-        want = hmac.digest(self._key, self._seq.to_bytes(8, "big") + frame, "sha256")
-        if not hmac.compare_digest(want[:MAC_SIZE], mac):
+    def verify(self, frame: bytes | memoryview, mac: bytes | memoryview) -> bool:
+        if not hmac.compare_digest(self._mac.tag(self._seq, frame), bytes(mac)):
             return False
         self._seq += 1
         return True

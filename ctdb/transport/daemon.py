@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from ctdb.errors import CtdbError, ProtocolError
 from ctdb.protocol import (
     FIRST_CLIENT_SERVICE,
     FRAGMENT_TYPE,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_MESSAGE,
     MIN_VERSION,
     NODE_ALL,
     NODE_CURRENT,
@@ -63,18 +67,34 @@ from ctdb.protocol import (
     decode,
     encode,
     peek_header,
-    set_dst,
-    set_src,
 )
+from ctdb.protocol.header import HEADER
 from ctdb.transport import link as linkmod
 from ctdb.transport.auth import AuthError
 from ctdb.transport.core import socket_path
 from ctdb.transport.events import LinkEvent, ReloadNodes
-from ctdb.transport.seqpacket import Connection, listen, peer_uid
+from ctdb.transport.seqpacket import BorrowingConnection, Connection, listen, peer_uid
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_LEADER = 0xFFFFFFFF
+
+# The routing hot path reads the header with one unpack into plain ints (no Header,
+# Address or Flag objects); peek_header is what explains a frame this path refuses.
+_REQUEST = int(Flag.REQUEST)
+_REPLY = int(Flag.REPLY)
+_BROADCAST = int(Flag.BROADCAST)
+_TRANSPORT = int(Service.TRANSPORT)
+_SUBSCRIBERS = int(Service.SUBSCRIBERS)
+_ACK = Message(Ack()).msg_type
+_PING = Message(PingRequest()).msg_type
+_PING_REPLY = Message(PingReply(0)).msg_type
+_ADDR = struct.Struct(">II")
+_U32 = struct.Struct(">I")
+_SRC_OFFSET = 16
+_DST_OFFSET = 24
+# A PingReply frame: the header, then the client count.
+_PING_REPLY_FRAME = struct.Struct(HEADER.format + "I")
 
 @dataclass
 class TransportSettings:
@@ -110,6 +130,7 @@ class Transportd:
         self._subscribers: dict[int, set[_Local]] = {}
         self._client_ids = itertools.count(FIRST_CLIENT_SERVICE)
         self.links: dict[int, linkmod.PeerLink] = {}
+        self._batch = linkmod.WriteBatch()
         self._host = settings.nodes[settings.pnn]
         if self._host is None:
             raise ValueError(f"this node (PNN {settings.pnn}) is deleted in the nodes file")
@@ -141,8 +162,7 @@ class Transportd:
         s = self.settings
         lsock = listen(socket_path(s.run_dir))
         loop.add_reader(lsock.fileno(), self._accept_local, lsock)
-        server = await asyncio.start_server(self._accept_peer, self._host, s.port,
-                                            reuse_address=True)
+        server = await linkmod.listen(self._host, s.port, self._params, self._allowed_peer)
         log.log(logs.NOTICE, "transport listening on %s:%d as node %d", self._host, s.port,
                 self.pnn)
         try:
@@ -167,7 +187,7 @@ class Transportd:
         return linkmod.PeerLink(pnn, self.pnn, on_frame=self._peer_frame,
                                 on_state=self._link_state,
                                 keepalive_interval=s.keepalive_interval,
-                                keepalive_limit=s.keepalive_limit)
+                                keepalive_limit=s.keepalive_limit, batch=self._batch)
 
     def _start_dialer(self, pnn: int) -> None:
         """The lower PNN of a pair dials; the other end only accepts."""
@@ -234,10 +254,6 @@ class Transportd:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def _accept_peer(self, reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter) -> None:
-        await linkmod.accept(reader, writer, self._params, self._allowed_peer)
-
     def _allowed_peer(self, host: str, pnn: int) -> linkmod.PeerLink:
         link = self.links.get(pnn)
         if self._by_host.get(host) != pnn or link is None:
@@ -254,7 +270,8 @@ class Transportd:
                                src=Address(self.pnn, Service.TRANSPORT),
                                dst=Address(self.pnn, Service.SUBSCRIBERS),
                                flags=Flag.BROADCAST))
-        self._deliver(peek_header(frame), frame, None)
+        _, _, flags, _, _, mtype, reserved, sn, ss, _, ds, rid, _ = HEADER.unpack_from(frame)
+        self._deliver(frame, flags, mtype, reserved, sn, ss, ds, rid, None)
 
     # -- local clients -----------------------------------------------------------
     def _accept_local(self, lsock: socket.socket) -> None:
@@ -268,7 +285,8 @@ class Transportd:
                 sock.close()
                 continue
             sock.setblocking(False)
-            conn = Connection(sock, self._local_frame, self._local_closed)
+            conn = BorrowingConnection(sock, self._local_frame, self._local_closed,
+                                       batch=self._batch)
             self._locals[conn] = _Local(conn)
 
     def _local_closed(self, conn: Connection) -> None:
@@ -282,93 +300,125 @@ class Transportd:
             if subs is not None:
                 subs.discard(local)
 
-    def _local_frame(self, conn: Connection, data: bytes) -> None:
+    def _local_frame(self, conn: Connection, data: memoryview) -> None:
+        """A message from a local client; *data* is borrowed (valid during this call)."""
         local = self._locals.get(conn)
         if local is None:
             return
+        if len(data) < HEADER_SIZE:
+            self._malformed_local(local, data)
+            return
+        magic, ver, flags, hlen, length, mtype, reserved, _, _, dn, ds, rid, _ = (
+            HEADER.unpack_from(data))
+        if magic != MAGIC or ver < MIN_VERSION or not HEADER_SIZE <= hlen <= length <= MAX_MESSAGE:
+            self._malformed_local(local, data)
+            return
+        service = local.service
+        if service == 0 and ds != _TRANSPORT:
+            log.warning("ignored a message from an unregistered local client")
+            return
+        _ADDR.pack_into(data, _SRC_OFFSET, self.pnn, service)
+        self._route(bytes(data), flags, mtype, reserved, self.pnn, service, dn, ds, rid, None,
+                    local)
+
+    def _malformed_local(self, local: _Local, data: memoryview) -> None:
         try:
-            hdr = peek_header(data)
+            peek_header(data)
         except ProtocolError as exc:
             log.warning("ignored a malformed message from local client %d: %s",
                         local.service, exc)
-            return
-        if local.service == 0 and hdr.dst.service != Service.TRANSPORT:
-            log.warning("ignored a message from an unregistered local client")
-            return
-        buf = bytearray(data)
-        set_src(buf, Address(self.pnn, local.service))
-        self._route(hdr._replace(src=Address(self.pnn, local.service)), bytes(buf),
-                    None, local)
+        else:  # not reached: peek_header refuses what the fast path refuses
+            log.warning("ignored a malformed message from local client %d", local.service)
 
     # -- routing -----------------------------------------------------------------
-    def _route(self, hdr: Header, frame: bytes, from_peer: int | None,
+    def _route(self, frame: bytes, flags: int, mtype: int, reserved: int, sn: int, ss: int,  # noqa: PLR0917
+               dn: int, ds: int, rid: int, from_peer: int | None,
                local: _Local | None = None) -> None:
-        node = hdr.dst.node
+        """Route a validated frame whose header fields are given as ints."""
+        node = dn
         if node == NODE_LEADER:
             if self.leader == UNKNOWN_LEADER:
-                self._error(hdr, ErrorCode.NO_LEADER, "no leader is known", frame)
+                self._refuse(frame, ErrorCode.NO_LEADER, "no leader is known")
                 return
             node = self.leader
         if node == NODE_ALL:
             if from_peer is None:
+                source = (ss, ds)
                 for plink in self.links.values():
-                    plink.send(frame, (hdr.src.service, hdr.dst.service))
-            self._deliver(hdr, frame, local)
+                    plink.send(frame, source)
+            self._deliver(frame, flags, mtype, reserved, sn, ss, ds, rid, local)
             return
         if node in (NODE_CURRENT, self.pnn):
-            self._deliver(hdr, frame, local)
+            self._deliver(frame, flags, mtype, reserved, sn, ss, ds, rid, local)
             return
         if from_peer is not None:
             log.debug("node %d sent a frame for node %d; not relayed", from_peer, node)
             return
         target = self.links.get(node)
         if target is None:
-            self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is not in the cluster",
-                        frame)
+            self._refuse(frame, ErrorCode.NODE_DISCONNECTED, f"node {node} is not in the cluster")
             return
-        if hdr.dst.node != node:
-            buf = bytearray(frame)
-            set_dst(buf, Address(node, hdr.dst.service))
-            frame = bytes(buf)
-        if not target.send(frame, (hdr.src.service, hdr.dst.service)):
-            self._error(hdr, ErrorCode.NODE_DISCONNECTED, f"node {node} is disconnected", frame)
+        if dn != node:
+            frame = b"".join((frame[:_DST_OFFSET], _ADDR.pack(node, ds),
+                              memoryview(frame)[_DST_OFFSET + 8:]))
+        if not target.send(frame, (ss, ds)):
+            self._refuse(frame, ErrorCode.NODE_DISCONNECTED, f"node {node} is disconnected")
 
-    def _deliver(self, hdr: Header, frame: bytes, sender: _Local | None) -> None:
-        service = hdr.dst.service
-        if service == Service.SUBSCRIBERS or hdr.flags & Flag.BROADCAST:
-            for sub in self._subscribers.get(hdr.route_type, ()):
-                sub.conn.send(frame)
+    def _deliver(self, frame: bytes, flags: int, mtype: int, reserved: int, sn: int, ss: int,  # noqa: PLR0917
+                 ds: int, rid: int, sender: _Local | None) -> None:
+        if ds == _SUBSCRIBERS or flags & _BROADCAST:
+            subs = self._subscribers.get(reserved if mtype == FRAGMENT_TYPE else mtype)
+            if subs:
+                # A copy: a send that overflows a backlog closes that subscriber.
+                for sub in tuple(subs):
+                    sub.conn.send(frame)
             return
-        if service == Service.TRANSPORT:
-            self._control(hdr, frame, sender)
+        if ds == _TRANSPORT:
+            self._control(frame, flags, mtype, sn, ss, rid, sender)
             return
-        target = self._services.get(service)
+        target = self._services.get(ds)
         if target is None:
-            self._error(hdr, ErrorCode.NO_SUCH_SERVICE,
-                        f"service {service} is not running on node {self.pnn}", frame)
+            self._refuse(frame, ErrorCode.NO_SUCH_SERVICE,
+                         f"service {ds} is not running on node {self.pnn}")
             return
         target.conn.send(frame)
 
     def _peer_frame(self, plink: linkmod.PeerLink, frame: bytes) -> None:
-        try:
-            hdr = peek_header(frame)
-        except ProtocolError as exc:
-            log.warning("node %d: ignored a malformed frame: %s", plink.pnn, exc)
+        if len(frame) < HEADER_SIZE:
+            self._malformed_peer(plink, frame)
             return
-        if hdr.src.node != plink.pnn:
+        magic, ver, flags, hlen, length, mtype, reserved, sn, ss, dn, ds, rid, _ = (
+            HEADER.unpack_from(frame))
+        if magic != MAGIC or ver < MIN_VERSION or not HEADER_SIZE <= hlen <= length <= MAX_MESSAGE:
+            self._malformed_peer(plink, frame)
+            return
+        if sn != plink.pnn:
             log.warning("node %d: dropped a frame claiming to come from node %d",
-                        plink.pnn, hdr.src.node)
+                        plink.pnn, sn)
             return
-        if hdr.dst.node in (NODE_ALL, self.pnn):
-            self._route(hdr, frame, plink.pnn)
-        elif hdr.dst.service == Service.TRANSPORT and hdr.msg_type == 0x0003:
+        if dn in (NODE_ALL, self.pnn):
+            self._route(frame, flags, mtype, reserved, sn, ss, dn, ds, rid, plink.pnn)
+        elif ds == _TRANSPORT and mtype == _ACK:
             return  # keepalive
         else:
-            log.debug("node %d: frame for node %d dropped", plink.pnn, hdr.dst.node)
+            log.debug("node %d: frame for node %d dropped", plink.pnn, dn)
+
+    def _malformed_peer(self, plink: linkmod.PeerLink, frame: bytes) -> None:
+        try:
+            peek_header(frame)
+        except ProtocolError as exc:
+            log.warning("node %d: ignored a malformed frame: %s", plink.pnn, exc)
+        else:  # not reached: peek_header refuses what the fast path refuses
+            log.warning("node %d: ignored a malformed frame", plink.pnn)
 
     def _send(self, msg: Message) -> None:
         frame = encode(msg)
-        self._route(peek_header(frame), frame, None)
+        _, _, flags, _, _, mtype, reserved, sn, ss, dn, ds, rid, _ = HEADER.unpack_from(frame)
+        self._route(frame, flags, mtype, reserved, sn, ss, dn, ds, rid, None)
+
+    def _refuse(self, frame: bytes, code: ErrorCode, text: str) -> None:
+        """``_error`` for a frame the hot path could not deliver."""
+        self._error(peek_header(frame), code, text, frame)
 
     def _error(self, hdr: Header, code: ErrorCode, text: str, frame: bytes = b"") -> None:
         if not hdr.flags & Flag.REQUEST or hdr.flags & Flag.REPLY:
@@ -387,9 +437,22 @@ class Transportd:
         ))
 
     # -- transportd's own controls -------------------------------------------------
-    def _control(self, hdr: Header, frame: bytes, sender: _Local | None) -> None:
-        if hdr.msg_type == 0x0003 or hdr.flags & Flag.REPLY:
+    def _control(self, frame: bytes, flags: int, mtype: int, sn: int, ss: int, rid: int,  # noqa: PLR0917
+                 sender: _Local | None) -> None:
+        if mtype == _ACK or flags & _REPLY:
             return  # keepalive, or a stray reply
+        if mtype == _PING and _U32.unpack_from(frame, 8)[0] == len(frame):
+            # What decode + the handler + encode would give, without them.
+            if flags & _REQUEST:
+                reply = _PING_REPLY_FRAME.pack(
+                    MAGIC, VERSION, _REPLY, HEADER_SIZE, _PING_REPLY_FRAME.size, _PING_REPLY,
+                    0, self.pnn, _TRANSPORT, sn, ss, rid, 0, len(self._locals))
+                self._route(reply, _REPLY, _PING_REPLY, 0, self.pnn, _TRANSPORT, sn, ss, rid,
+                            None)
+            return
+        self._control_message(peek_header(frame), frame, sender)
+
+    def _control_message(self, hdr: Header, frame: bytes, sender: _Local | None) -> None:
         try:
             msg = decode(frame)
         except ProtocolError as exc:
