@@ -31,7 +31,7 @@ from typing import Any
 from bench import measure
 from bench.measure import PYTHON, REPO, BenchError, probe, server
 from bench.report import Row, check, md_list_table, md_run, md_table, text_table, update_doc
-from ctdb.sandbox.cluster import Cluster
+from ctdb.sandbox.lab import Options, Sandbox
 from ctdb.sandbox.samba_ctdb import SambaCluster, SambaCtdbMissing
 
 DOC = REPO / "docs" / "benchmarks.md"
@@ -47,8 +47,8 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def clusters(root: Path) -> Iterator[tuple[Cluster, SambaCluster]]:
-    ours = Cluster(root / "ours", 3, tag="bo")
+def clusters(root: Path) -> Iterator[tuple[Sandbox, SambaCluster]]:
+    ours = Sandbox(Options(name=f"bo{os.getpid() % 100000}", nodes=3))
     peer = SambaCluster(root / "samba", 3, tag="bs")
     try:
         log("starting Samba CTDB's 3-node cluster (it takes ~25 s to reach all OK)")
@@ -93,12 +93,12 @@ def best_of(results: list[dict[str, Any]], key: str) -> float:
     return max(vals) if vals else math.nan
 
 
-def transport_measurements(ours: Cluster, peer: SambaCluster, work: Path,
+def transport_measurements(ours: Sandbox, peer: SambaCluster, work: Path,
                            opts: argparse.Namespace) -> dict[str, Any]:
-    run0 = str(ours.run_dir(0))
+    run0 = str(ours.topo.node(0).run_dir)
     sock0 = str(peer.socket_path(0))
-    n0, n1 = ours.lan.nodes[0], ours.lan.nodes[1]
-    n1_addr = ours.lan.addresses[1]
+    n0, n1 = ours.topo.node(0).netns, ours.topo.node(1).netns
+    n1_addr = ours.topo.node(1).private_ip
     lat = ["--count", str(opts.count), "--warmup", str(opts.count // 10)]
     rate = ["--window", str(opts.window), "--seconds", str(opts.seconds)]
     unix_py, unix_socat = str(work / "echo-py.sock"), str(work / "echo-socat.sock")
@@ -161,19 +161,19 @@ def transport_measurements(ours: Cluster, peer: SambaCluster, work: Path,
 # -- memory and commands -----------------------------------------------------------------
 
 
-def memory(ours: Cluster, peer: SambaCluster) -> dict[str, Any]:
+def memory(ours: Sandbox, peer: SambaCluster) -> dict[str, Any]:
     return {
-        "ours": [measure.node_memory(ours.procs[i].pid) for i in range(ours.count)],
+        "ours": [measure.node_memory(ours.pid(n.pnn) or 0) for n in ours.topo.nodes],
         "peer": [measure.node_memory(peer.pid(i)) for i in range(peer.count)],
     }
 
 
-def commands(ours: Cluster, peer: SambaCluster, runs: int,
+def commands(ours: Sandbox, peer: SambaCluster, runs: int,
              no_bytecode_env: dict[str, str]) -> dict[str, Any]:
-    our_env = ours.env(0)
+    our_env = ours.backend.node_env(ours, ours.topo.node(0))
     src_env = dict(no_bytecode_env, CTDB_BASE=our_env["CTDB_BASE"])
     our_ctdb = str(Path(PYTHON).parent / "ctdb")
-    nsenter_ours = ["nsenter", "-t", str(ours.procs[0].pid), "-m", "-n"]
+    nsenter_ours = ["nsenter", "-t", str(ours.pid(0)), "-m", "-n"]
     cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "ours": ([our_ctdb, "ping"], our_env),
         "ours_nsenter": ([*nsenter_ours, our_ctdb, "ping"], our_env),

@@ -200,10 +200,11 @@ class Session:
         """As ``ask_all``, with each reply's round-trip time in seconds."""
         from ctdb.protocol import Address
 
+        client = self.client  # connect and register before any clock starts
         sent = []
         for pnn in self.targets():
             started = time.monotonic()
-            sent.append((pnn, self.client.send_request(Address(pnn, service), body), started))
+            sent.append((pnn, client.send_request(Address(pnn, service), body), started))
         results: list[tuple[int, Any, float]] = []
         deadline = time.monotonic() + self.opts.timeout
         for pnn, rid, started in sent:

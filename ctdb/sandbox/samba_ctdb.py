@@ -10,7 +10,7 @@ namespaces.  Nothing is mounted on the host: the mounts live and die with the
 node's mount namespace.  The one host-side trace is an empty ``/run/ctdb`` mount
 point, created only if missing and removed again by :meth:`SambaCluster.down`.
 
-The class mirrors :class:`ctdb.sandbox.cluster.Cluster` (``up``, ``down``,
+The class mirrors :class:`ctdb.sandbox.lab.Sandbox` (``up``, ``down``,
 ``ctdb(i, ...)``, ``children(i)``), so ``ctdb-sandbox`` can offer both.
 """
 
