@@ -33,6 +33,7 @@ from ctdb.clusterd.messages import (
     NodeInfo,
     Recovered,
     RecoverRequest,
+    RecoveryStepRequest,
     ReloadNodesRequest,
     RunstateReply,
     RunstateRequest,
@@ -44,16 +45,18 @@ from ctdb.clusterd.messages import (
     TunableList,
     TunableValue,
 )
+from ctdb.clusterd.recovery import STEPS, BanTracker, Outcome, RecoveryStep, run_steps
 from ctdb.clusterd.state import OWN_FLAGS, ClusterState, Decision, Peer
 from ctdb.config import load_nodes
 from ctdb.config.tunables import TUNABLES, find_tunable, heartbeat_timing
-from ctdb.errors import CtdbError
+from ctdb.errors import CtdbError, RemoteError
 from ctdb.node import NodeContext
 from ctdb.protocol import (
     NODE_ALL,
     NODE_CURRENT,
     Ack,
     Address,
+    ErrorCode,
     KeyValue,
     LinkStatusReply,
     LinkStatusRequest,
@@ -70,6 +73,7 @@ log = logging.getLogger(__name__)
 TRANSPORT = Address(NODE_CURRENT, Service.TRANSPORT)
 ALL_CLUSTERDS = Address(NODE_ALL, Service.CLUSTERD)
 LOCK_RETRY = 0.25  # seconds between attempts to take a contended cluster lock
+RECOVERY_RETRY = 1.0  # seconds before a failed recovery is tried again
 
 
 def _type(cls: type) -> int:
@@ -119,6 +123,9 @@ class Clusterd(Daemon):
         self.health: dict[str, tuple[bool, str]] = {}
         self._connected: frozenset[int] = frozenset({node.pnn})
         self._view_sent = 0.0
+        self.steps: tuple[RecoveryStep, ...] = STEPS
+        self.bans = BanTracker()
+        self._next_recovery = 0.0
 
     # -- life cycle --------------------------------------------------------------------
     async def setup(self) -> None:
@@ -182,7 +189,7 @@ class Clusterd(Daemon):
                 log.log(logs.NOTICE, "no leader")
             else:
                 log.log(logs.NOTICE, "leader is node %d (term %d)", d.leader, self.cluster.term)
-        if d.leading and not self._recovering:
+        if d.leading and not self._recovering and now >= self._next_recovery:
             active = frozenset(self.cluster.active_nodes(now))
             if active != self._recovered_set:
                 self._recovering = True
@@ -223,12 +230,44 @@ class Clusterd(Daemon):
             log.log(logs.NOTICE, "recovery of nodes %s, generation %d", sorted(active),
                     generation)
             self._broadcast(StartRecovery(generation, term))
-            # Recovery steps registered by other daemons run here (databases, later).
+            failed, ban = await run_steps(
+                self.steps, sorted(active),
+                lambda pnn, step: self._run_step(pnn, step, generation), self.bans)
+            for pnn in sorted(ban):
+                seconds = self.tunables.get("RecoveryBanPeriod", 300)
+                log.error("node %d failed recovery %d times in a row; banning it for %d s",
+                          pnn, self.bans.limit, seconds)
+                self._order(pnn, BanRequest(seconds))
+            if failed:
+                log.error("recovery failed on nodes %s; retrying", sorted(failed))
+                self._next_recovery = time.monotonic() + RECOVERY_RETRY
+                return
             self._broadcast(Recovered(generation, term, int(started * 1e6),
                                       int(time.time() * 1e6)))
             self._recovered_set = active
         finally:
             self._recovering = False
+
+    async def _run_step(self, pnn: int, step: RecoveryStep, generation: int) -> Outcome:
+        if self.client is None:
+            return Outcome.FAILED
+        try:
+            await self.client.request(Address(pnn, step.service),
+                                      RecoveryStepRequest(generation, step.name),
+                                      timeout=step.timeout, generation=self.cluster.term)
+        except RemoteError as exc:
+            if exc.code == ErrorCode.NO_SUCH_SERVICE:
+                return Outcome.SKIPPED
+            log.warning("node %d: recovery step %s failed: %s", pnn, step.name, exc)
+            return Outcome.FAILED
+        except CtdbError as exc:
+            log.warning("node %d: recovery step %s failed: %s", pnn, step.name, exc)
+            return Outcome.FAILED
+        return Outcome.OK
+
+    def _order(self, pnn: int, body: Any) -> None:
+        if self.client is not None and self.client.connected:
+            self.client.send(Address(pnn, Service.CLUSTERD), body, generation=self.cluster.term)
 
     def _broadcast(self, body: Any) -> None:
         if self.client is not None and self.client.connected:

@@ -173,3 +173,11 @@ class HealthReport:
     source: str
     healthy: bool
     reason: str = ""
+
+
+@message(0x0314)
+class RecoveryStepRequest:
+    """The leader asks a service to run its recovery step for *generation*."""
+
+    generation: U32
+    name: str
