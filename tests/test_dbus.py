@@ -10,18 +10,7 @@ from pathlib import Path
 
 import pytest
 
-CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={path}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/><allow own="*"/><allow send_type="method_call"/>
-    <allow send_destination="*"/><allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"""
+from ctdb.sandbox.netns_backend import DBUS_CONFIG as CONFIG  # the sandbox's own bus
 
 PROBE = """
 import asyncio, sys
