@@ -39,6 +39,7 @@ bench: $(STAMP)
 	  DEBIAN_FRONTEND=noninteractive $(APT) install --no-install-recommends $$missing; \
 	  systemctl disable --now ctdb 2>/dev/null || true; fi
 	$(PY) -m bench
+	$(PY) -m bench.cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
