@@ -134,6 +134,34 @@ def _samba_once(out: dict[str, list[float | None]], peer: SambaCluster) -> None:
         peer.down()
 
 
+def leader_loss(repeats: int) -> list[float | None]:
+    """With the etcd lock: cut the leader; time until another node reports a new leader."""
+    return [_leader_loss_once() for _ in range(repeats)]
+
+
+def _leader_loss_once() -> float | None:
+    sb = Sandbox(Options(name=f"be{os.getpid() % 100000}", nodes=3, lock="etcd"))
+    try:
+        sb.up()
+        client = SyncClient(sb.topo.node(1).run_dir)
+
+        def leader() -> int:
+            view = client.request(Address(NODE_CURRENT, Service.CLUSTERD),
+                                  ClusterViewRequest())
+            return int(view.leader)
+
+        while leader() == 0xFFFFFFFF:
+            time.sleep(POLL)
+        old = leader()
+        watcher = 1 if old != 1 else 2
+        if watcher != 1:
+            client = SyncClient(sb.topo.node(watcher).run_dir)
+        return timed(lambda: sb.cut(old, "private"),
+                     lambda: leader() not in (old, 0xFFFFFFFF), 30)
+    finally:
+        sb.down()
+
+
 def fmt(values: list[float | None]) -> str:
     got = [v for v in values if v is not None]
     if not got:
@@ -152,9 +180,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pctdb-bench-") as tmp:
         theirs = samba(args.repeats, Path(tmp))
     mine = ours(args.repeats)
+    lost = leader_loss(args.repeats)
     print(f"{'measurement':<20} {'pyctdb (defaults)':<28} Samba CTDB 4.17 (defaults)")
     for key in mine:
         print(f"{key:<20} {fmt(mine[key]):<28} {fmt(theirs[key])}")
+    print(f"{'leader cut, etcd':<20} {fmt(lost):<28} (not measured: CTDB's lock is a file here)")
 
 
 if __name__ == "__main__":
