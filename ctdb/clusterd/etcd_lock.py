@@ -44,17 +44,27 @@ class Etcd:
         self.timeout = timeout
         self.current = 0
 
-    def call(self, path: str, body: dict[str, Any], timeout: float | None = None) -> Any:
-        """POST to the first endpoint that answers; EtcdError when none does."""
+    def call(self, path: str, body: dict[str, Any], timeout: float | None = None,
+             deadline: float | None = None) -> Any:
+        """POST to the first endpoint that answers; EtcdError when none does.
+
+        With a *deadline* (time.monotonic()) the whole call, every endpoint tried
+        included, ends by then: a renewal must never outlast the lease it renews.
+        """
         last: Exception | None = None
         for i in range(len(self.endpoints)):
+            per_try = timeout or self.timeout
+            if deadline is not None:
+                per_try = min(per_try, deadline - time.monotonic())
+                if per_try <= 0:
+                    break
             url = self.endpoints[(self.current + i) % len(self.endpoints)]
             # Endpoints are checked to be http(s) URLs in main().
             req = urllib.request.Request(f"{url}/v3/{path}",  # noqa: S310
                                          data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:  # noqa: S310
+                with urllib.request.urlopen(req, timeout=per_try) as resp:  # noqa: S310
                     self.current = (self.current + i) % len(self.endpoints)
                     return json.loads(resp.read() or b"{}")
             except (OSError, ValueError, urllib.error.URLError) as exc:
@@ -91,23 +101,30 @@ def hold(etcd: Etcd, lease_id: str, ttl: int, parent: int) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     period = ttl / 3
+    # When the lease was last surely renewed: the time a successful keepalive was *sent*
+    # (etcd renews on receipt, so the lease lives at least ttl from then).
     last_ok = time.monotonic()
     while not stop and os.getppid() == parent:
+        # Give up before the lease can lapse, so no two holders ever overlap.
+        give_up = last_ok + ttl - period
+        sent = time.monotonic()
+        if sent >= give_up:
+            print("etcd_lock: cannot renew the lease in time; giving the lock up",
+                  file=sys.stderr)
+            return 1
         try:
-            answer = etcd.call("lease/keepalive", {"ID": lease_id}, timeout=period)
+            answer = etcd.call("lease/keepalive", {"ID": lease_id}, timeout=period,
+                               deadline=give_up)
             result = answer.get("result", answer)
             if int(result.get("TTL", 0)) <= 0:
                 print("etcd_lock: lease expired", file=sys.stderr)
                 return 1
-            last_ok = time.monotonic()
+            last_ok = sent
         except EtcdError as exc:
-            # Give up before the lease can lapse, so no two holders ever overlap.
-            if time.monotonic() - last_ok > ttl - period:
-                print(f"etcd_lock: cannot renew the lease: {exc}", file=sys.stderr)
-                return 1
-        deadline = time.monotonic() + period
-        while not stop and time.monotonic() < deadline and os.getppid() == parent:
-            time.sleep(min(0.05, period))
+            print(f"etcd_lock: cannot renew the lease: {exc}", file=sys.stderr)
+        wake = min(time.monotonic() + period, last_ok + ttl - period)
+        while not stop and time.monotonic() < wake and os.getppid() == parent:
+            time.sleep(min(0.05, max(0.0, wake - time.monotonic())))
     with contextlib.suppress(EtcdError):
         etcd.call("kv/lease/revoke", {"ID": lease_id}, timeout=1.0)
     return 0
