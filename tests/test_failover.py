@@ -201,3 +201,14 @@ def test_an_ipv6_public_address_fails_over_too() -> None:
         assert f" {ip6}/64" in out
     finally:
         sandbox.down()
+
+
+def test_ifaces_in_ctdb_layouts(sb: Sandbox) -> None:
+    where = balanced(sb)
+    mine = sum(1 for v in where.values() if v == [1])
+    assert sb.ctdb(1, "ifaces").stdout == (
+        f"Interfaces on node 1\nname:eth1 link:up references:{mine}\n")
+    assert sb.ctdb(1, "-X", "ifaces").stdout == (
+        f"|Name|LinkStatus|References|\n|eth1|1|{mine}|\n")
+    doc = json.loads(sb.ctdb(1, "--json", "ifaces").stdout)
+    assert doc == {"interfaces": [{"name": "eth1", "link": "up", "references": mine}]}

@@ -61,6 +61,7 @@ Commands:
   reloadnodes       every node re-reads its nodes file (added and deleted nodes)
   ip [all] [-v]     public addresses and the nodes hosting them
   moveip IP PNN     move a public address to a node
+  ifaces            the public interfaces, their link state and address count
   ipreallocate      the leader recomputes where public addresses go
 """
 
@@ -699,6 +700,33 @@ def cmd_ip(s: Session) -> int:
     return 0
 
 
+def cmd_ifaces(s: Session) -> int:
+    """CTDB's ``ifaces``: the public interfaces, their link state and address count."""
+    from ctdb.failoverd.messages import IfacesRequest
+    from ctdb.protocol import NODE_CURRENT, Address, Service
+
+    node = NODE_CURRENT if s.opts.node in (None, "all") else s.targets()[0]
+    reply = s.client.request(Address(node, Service.FAILOVERD), IfacesRequest(),
+                             s.opts.timeout)
+    if s.opts.json:
+        _json({"interfaces": [{"name": i.name, "link": "up" if i.up else "down",
+                               "references": i.references} for i in reply.interfaces]})
+        return 0
+    if not reply.interfaces:
+        _out(f"No interfaces configured on node {reply.pnn}")
+        return 0
+    if s.opts.machine:
+        _machine(s.opts, ["Name", "LinkStatus", "References"])
+    else:
+        _out(f"Interfaces on node {reply.pnn}")
+    for i in reply.interfaces:
+        if s.opts.machine:
+            _machine(s.opts, [i.name, int(i.up), i.references])
+        else:
+            _out(f"name:{i.name} link:{'up' if i.up else 'down'} references:{i.references}")
+    return 0
+
+
 def cmd_moveip(s: Session) -> int:
     from ctdb.failoverd.messages import IPListRequest, MoveIPRequest
     from ctdb.protocol import NODE_CURRENT, NODE_LEADER, Address, Service
@@ -813,6 +841,7 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "reloadnodes": cmd_reloadnodes,
     "ip": cmd_ip,
     "moveip": cmd_moveip,
+    "ifaces": cmd_ifaces,
     "ipreallocate": cmd_ipreallocate,
 }
 

@@ -25,6 +25,9 @@ from ctdb.errors import CtdbError
 from ctdb.failoverd import alloc
 from ctdb.failoverd.messages import (
     UNHOSTED,
+    IfaceInfo,
+    IfacesReply,
+    IfacesRequest,
     IPEntry,
     IPList,
     IPListRequest,
@@ -305,6 +308,15 @@ class Failoverd(Daemon):
                     active = self.held.get(address, "") if pnn == self.pnn else ""
                     entries[address] = IPEntry(address, pnn, e.interfaces, active, e.local)
         return IPList(self.pnn, [entries[k] for k in sorted(entries, key=_sort_key)])
+
+    @handles(IfacesRequest)
+    async def _ifaces(self, _msg: Message) -> IfacesReply:
+        """The interfaces this node's public addresses may use (CTDB's ``ifaces``)."""
+        names = sorted({i for p in self.public.values() for i in p.interfaces})
+        links = await self.netlink.links()
+        held = list(self.held.values())
+        return IfacesReply(self.pnn, [IfaceInfo(n, links.get(n, False), held.count(n))
+                                      for n in names])
 
     @handles(MoveIPRequest)
     async def _move_ip(self, msg: Message) -> Ack:

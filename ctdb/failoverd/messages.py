@@ -68,3 +68,21 @@ class MoveIPRequest:
 @message(0x0406)
 class IPReallocateRequest:
     """Run a takeover run now (``ctdb ipreallocate``); handled by the leader."""
+
+
+@struct
+class IfaceInfo:
+    name: str
+    up: bool
+    references: U32  # public addresses on it now
+
+
+@message(0x0407)
+class IfacesRequest:
+    pass
+
+
+@message(0x0408)
+class IfacesReply:
+    pnn: U32
+    interfaces: list[IfaceInfo]
