@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from ctdb.protocol import EchoRequest, Message
+from ctdb.protocol import EchoRequest
+from ctdb.protocol.codec import type_number
 from ctdb.transport.daemon import Transportd, TransportSettings
 
 KEY = [b"test-cluster-key-0123456789abcdef"]
@@ -15,7 +16,7 @@ ECHO = 0x9001
 PORT = 4379
 ADDRS = ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.12", "198.18.0.50"]
 PROXY = "198.18.0.12"
-ECHO_TYPE = Message(body=EchoRequest(b"")).msg_type
+ECHO_TYPE = type_number(EchoRequest)
 
 
 class Nodes:

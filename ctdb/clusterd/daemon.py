@@ -64,7 +64,6 @@ from ctdb.protocol import (
     Service,
     SetLeader,
 )
-from ctdb.protocol.codec import type_of
 from ctdb.tdaemon import Daemon, handles
 from ctdb.transport.events import LinkEvent, ReloadNodes
 
@@ -76,17 +75,11 @@ LOCK_RETRY = 0.25  # seconds between attempts to take a contended cluster lock
 RECOVERY_RETRY = 1.0  # seconds before a failed recovery is tried again
 
 
-def _type(cls: type) -> int:
-    t = type_of(cls)
-    if t is None:
-        raise TypeError(f"{cls.__name__} is not a registered message")
-    return t
-
 
 class Clusterd(Daemon):
     name = "clusterd"
     service = Service.CLUSTERD
-    subscriptions = (_type(Heartbeat), _type(LinkEvent))
+    subscriptions = (Heartbeat, LinkEvent)
 
     def __init__(self, node: NodeContext) -> None:
         super().__init__(node.run_dir)

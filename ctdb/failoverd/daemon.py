@@ -42,7 +42,6 @@ from ctdb.failoverd.netlink import Netlink, gratuitous_arp, unsolicited_na
 from ctdb.failoverd.takeover import free_after, may_hold, plan
 from ctdb.node import NodeContext
 from ctdb.protocol import NODE_ALL, NODE_CURRENT, Ack, Address, KeyValue, Message, Service
-from ctdb.protocol.codec import type_of
 from ctdb.tdaemon import Daemon, handles
 
 log = logging.getLogger(__name__)
@@ -54,12 +53,6 @@ STATE_INTERVAL = 0.5  # seconds between IPState broadcasts
 GARP_COUNT = 3
 
 
-def _type(cls: type) -> int:
-    t = type_of(cls)
-    if t is None:
-        raise TypeError(f"{cls.__name__} is not a registered message")
-    return t
-
 
 def _ip(text: str) -> str:
     """The address part of ``IP/bits``."""
@@ -69,7 +62,7 @@ def _ip(text: str) -> str:
 class Failoverd(Daemon):
     name = "failoverd"
     service = Service.FAILOVERD
-    subscriptions = (_type(Heartbeat), _type(ClusterView), _type(IPState))
+    subscriptions = (Heartbeat, ClusterView, IPState)
 
     def __init__(self, node: NodeContext) -> None:
         super().__init__(node.run_dir)

@@ -411,6 +411,14 @@ def type_of(cls: type) -> int | None:
     return None if entry is None else entry[0]
 
 
+def type_number(cls: type) -> int:
+    """The type number of a registered message class; TypeError for anything else."""
+    number = type_of(cls)
+    if number is None:
+        raise TypeError(f"{cls.__name__} is not a registered message")
+    return number
+
+
 def encode_payload(obj: object) -> bytes:
     """Encode a struct or message's fields alone, without a header."""
     try:

@@ -52,6 +52,7 @@ from ctdb.protocol import (
     VersionReply,
     VersionRequest,
 )
+from ctdb.protocol.codec import type_number
 from ctdb.transport.client import Client
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class Daemon:
 
     name: ClassVar[str] = "daemon"
     service: ClassVar[int] = 0
-    subscriptions: ClassVar[tuple[int, ...]] = ()
+    # Message classes whose broadcasts this daemon receives.
+    subscriptions: ClassVar[tuple[type, ...]] = ()
     _handlers: ClassVar[dict[type, str]] = {}
     _periodics: ClassVar[dict[str, float | str]] = {}
 
@@ -125,7 +127,8 @@ class Daemon:
     # -- running -----------------------------------------------------------------
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         self.client = await Client.connect(self.run_dir, self.service,
-                                           subscriptions=self.subscriptions,
+                                           subscriptions=[type_number(c)
+                                                          for c in self.subscriptions],
                                            on_message=self._dispatch)
         self.pnn = self.client.address.node
         try:

@@ -305,14 +305,11 @@ class Transportd:
         local = self._locals.get(conn)
         if local is None:
             return
-        if len(data) < HEADER_SIZE:
+        fields = _header_fields(data)
+        if fields is None:
             self._malformed_local(local, data)
             return
-        magic, ver, flags, hlen, length, mtype, reserved, _, _, dn, ds, rid, _ = (
-            HEADER.unpack_from(data))
-        if magic != MAGIC or ver < MIN_VERSION or not HEADER_SIZE <= hlen <= length <= MAX_MESSAGE:
-            self._malformed_local(local, data)
-            return
+        _, _, flags, _, _, mtype, reserved, _, _, dn, ds, rid, _ = fields
         service = local.service
         if service == 0 and ds != _TRANSPORT:
             log.warning("ignored a message from an unregistered local client")
@@ -384,14 +381,11 @@ class Transportd:
         target.conn.send(frame)
 
     def _peer_frame(self, plink: linkmod.PeerLink, frame: bytes) -> None:
-        if len(frame) < HEADER_SIZE:
+        fields = _header_fields(frame)
+        if fields is None:
             self._malformed_peer(plink, frame)
             return
-        magic, ver, flags, hlen, length, mtype, reserved, sn, ss, dn, ds, rid, _ = (
-            HEADER.unpack_from(frame))
-        if magic != MAGIC or ver < MIN_VERSION or not HEADER_SIZE <= hlen <= length <= MAX_MESSAGE:
-            self._malformed_peer(plink, frame)
-            return
+        _, _, flags, _, _, mtype, reserved, sn, ss, dn, ds, rid, _ = fields
         if sn != plink.pnn:
             log.warning("node %d: dropped a frame claiming to come from node %d",
                         plink.pnn, sn)
@@ -557,3 +551,14 @@ def _first_piece(hdr: Header, frame: bytes) -> bool:
     at = hdr.header_length + 8
     return len(frame) < at + 4 or frame[at : at + 4] == b"\0\0\0\0"
 
+
+def _header_fields(frame: bytes | memoryview) -> tuple[Any, ...] | None:
+    """The header's fields as plain values, or None when ``peek_header`` would refuse
+    it (the routing fast path: no enum or tuple objects per frame)."""
+    if len(frame) < HEADER_SIZE:
+        return None
+    fields = HEADER.unpack_from(frame)
+    magic, ver, _, hlen, length = fields[:5]
+    if magic != MAGIC or ver < MIN_VERSION or not HEADER_SIZE <= hlen <= length <= MAX_MESSAGE:
+        return None
+    return fields
