@@ -49,12 +49,8 @@ ALL_OK = {0: "OK", 1: "OK", 2: "OK"}
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
-    sandbox = Sandbox(Options(name=f"k{os.getpid() % 100000}", nodes=3))
-    try:
-        sandbox.up()
+    with Sandbox(Options(name=f"k{os.getpid() % 100000}", nodes=3)) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 def test_cold_start_to_all_ok(sb: Sandbox) -> None:

@@ -26,12 +26,8 @@ SECONDS = 15.0
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
-    sandbox = Sandbox(Options(name=f"b{os.getpid() % 100000}", nodes=3))
-    try:
-        sandbox.up()
+    with Sandbox(Options(name=f"b{os.getpid() % 100000}", nodes=3)) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 async def traffic(sb: Sandbox, seconds: float) -> int:

@@ -13,12 +13,8 @@ from tests.test_cluster import ALL_OK, agreed, views
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
-    sandbox = Sandbox(Options(name=f"l{os.getpid() % 100000}", nodes=3, lock="etcd"))
-    try:
-        sandbox.up()
+    with Sandbox(Options(name=f"l{os.getpid() % 100000}", nodes=3, lock="etcd")) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 def test_leader_holds_the_etcd_lock(sb: Sandbox) -> None:

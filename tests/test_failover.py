@@ -65,12 +65,8 @@ class Watcher:
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
-    sandbox = Sandbox(Options(name=f"f{os.getpid() % 100000}", nodes=3, public_ips=IPS))
-    try:
-        sandbox.up()
+    with Sandbox(Options(name=f"f{os.getpid() % 100000}", nodes=3, public_ips=IPS)) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 def hosts(sb: Sandbox) -> dict[str, int | None]:

@@ -20,12 +20,8 @@ from ctdb.sandbox.lab import BIN, Options, Sandbox, wait_for
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Sandbox]:
-    sb = Sandbox(Options(name=f"r{os.getpid() % 100000}", nodes=3))
-    try:
-        sb.up()
+    with Sandbox(Options(name=f"r{os.getpid() % 100000}", nodes=3)) as sb:
         yield sb
-    finally:
-        sb.down()
 
 
 def test_ping_all_nodes_answer(cluster: Sandbox) -> None:

@@ -160,6 +160,18 @@ class Sandbox:
             self.save()
             raise
 
+    def __enter__(self) -> Sandbox:
+        """``with Sandbox(options) as sb:`` brings it up and always down again."""
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
     def down(self) -> None:
         for node in self.topo.nodes:
             with contextlib.suppress(SandboxError, OSError):
