@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT := apt-get -o DPkg::Lock::Timeout=600 -y -q
 # Debian packages: the interpreter the .deb runs on, and the lab's tools.
-DEB_PACKAGES := python3 python3-venv python3-dev python3-pyroute2 iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client
-BENCH_DEB_PACKAGES := ctdb ethtool socat
+DEB_PACKAGES := python3 python3-venv python3-dev python3-pyroute2 iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client \
+	ctdb samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils
+BENCH_DEB_PACKAGES := ethtool socat
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test bench lint clean apt
@@ -18,7 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	  echo "installing Debian packages: $$missing"; \
 	  DEBIAN_FRONTEND=noninteractive $(APT) update && \
 	  DEBIAN_FRONTEND=noninteractive $(APT) install --no-install-recommends $$missing || exit 1; \
-	  systemctl disable --now etcd 2>/dev/null; pkill -x etcd; true; fi
+	  for u in etcd ctdb smbd nmbd winbind samba-ad-dc nfs-ganesha; do systemctl disable --now $$u 2>/dev/null; done; \
+	  pkill -x etcd; pkill -x smbd; pkill -x nmbd; pkill -x ganesha.nfsd; true; fi
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	# compat mode: a plain path entry, not an import hook (the hook costs the CLI ~9 ms)
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
