@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	# compat mode: a plain path entry, not an import hook (the hook costs the CLI ~9 ms)
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
-	$(PY) -m compileall -q ctdb netfs
+	$(PY) -m compileall -q ctdb netfs nfs_scripts
 	touch $@
 
 install: $(STAMP)

@@ -1,12 +1,14 @@
-"""``make demo``: a 3-node pyctdb cluster on this machine, shown step by step.
+"""``make demo``: a 3-node pyctdb cluster on this machine serving SMB and NFS, shown step by step.
 
-The cluster is a ``ctdb-sandbox`` (name ``demo``): each node a network namespace on a
-private and a public bridge running the real ``ctdbd``, three public addresses spread
-over the nodes, and a client namespace on the public network.  Every command shown is
-the real ``ctdb`` tool.  A probe in the client namespace asks every public address for
-the name of the node serving it, every 10 ms, so the demo shows what a client sees
-during a failover.  The sandbox stays up at the end for the user to try
-(``ctdb-sandbox down --name demo`` removes it); on failure or Ctrl-C it is torn down.
+The cluster is a ``ctdb-sandbox`` (name ``demo``): each node a systemd container (a clone
+of this machine's OS) in its own network namespace, on a private and a public bridge,
+running the real ``ctdbd`` as its ``ctdb.service``; pyctdb's serviced runs smbd and
+NFS-Ganesha in every node on storage they share; three public addresses are spread over
+the nodes; a client namespace on the public network uses them with smbclient and libnfs.
+Every command shown is the real ``ctdb`` tool.  A probe in the client namespace asks
+every public address for the name of the node serving it, every 10 ms, so the demo shows
+what a client sees during a failover.  The sandbox stays up at the end for the user to
+try (``ctdb-sandbox down --name demo`` removes it); on failure or Ctrl-C it is torn down.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ctdb.sandbox import fileclient
 from ctdb.sandbox.lab import Options, Sandbox, wait_for
 
 PORT = 7777
@@ -99,26 +102,61 @@ def outage(cluster: Sandbox, ips: list[str], fault: str, action: Callable[[], ob
                   f"{(back['t'] - down) * 1000:.0f} ms")
 
 
+def start_name_servers(cluster: Sandbox) -> None:
+    """The probe's counterpart: a transient unit in every node answering its name."""
+    for node in cluster.topo.nodes:
+        cluster.exec(node.pnn, ["systemd-run", "--unit=demo-whoami", "--collect",
+                                sys.executable, "-c", SERVER, f"node{node.pnn}", str(PORT)],
+                     check=True)
+
+
+def files_through(cluster: Sandbox, smb_ip: str, nfs_ip: str) -> tuple[str, str]:
+    """Write a file over SMB to *smb_ip* and one over NFS to *nfs_ip*; their checksums."""
+    client = cluster.topo.client
+    smb = fileclient.smb_put(smb_ip, "data", "report.bin", os.urandom(4 << 20), client)
+    print(f"  smbclient //{smb_ip}/data put report.bin (4 MiB): sha256 {smb[:16]}...")
+    nfs = wait_for("NFS to take new files", lambda: _nfs(
+        lambda: fileclient.nfs_put(nfs_ip, "/data/notes.bin", os.urandom(3000), client)))
+    print(f"  nfs-cp notes.bin nfs://{nfs_ip}/data/ (3 KB): sha256 {nfs[:16]}...")
+    return smb, nfs
+
+
+def _nfs(call: Callable[[], str], graces: list[float] | None = None) -> str | None:
+    try:
+        return call()
+    except fileclient.FileServiceError as exc:
+        if exc.grace and graces is not None:
+            graces.append(time.monotonic())
+        if exc.grace:
+            return None
+        raise
+
+
 def main() -> int:
     if os.geteuid() != 0:
-        print("make demo needs root (it creates network namespaces)", file=sys.stderr)
+        print("make demo needs root (it creates network namespaces and containers)",
+              file=sys.stderr)
         return 1
-    cluster = Sandbox(Options(name="demo", nodes=3, public_ips=3))
+    cluster = Sandbox(Options(name="demo", nodes=3, backend="nspawn", public_ips=3,
+                              services=["smb", "nfs"]))
     try:
-        say("Starting a 3-node cluster: one network namespace and one ctdbd per node")
+        say("Starting a 3-node cluster: one systemd container per node, each running "
+            "ctdb.service, smbd and NFS-Ganesha on shared storage")
         started = time.monotonic()
         cluster.up(lambda msg: print(f"  {msg}", flush=True))
-        for node in cluster.topo.nodes:
-            subprocess.Popen(["ip", "netns", "exec", node.netns, sys.executable, "-c", SERVER,
-                              f"node{node.pnn}", str(PORT)], start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ips = list(cluster.topo.public_ips)
         wait_for("every public address hosted", lambda: sorted(
-            p for p in holders(cluster).values() if p is not None) == [0, 1, 2])
-        print(f"cluster up and every public address hosted after "
+            p for p in holders(cluster).values() if p is not None) == [0, 1, 2], timeout=60)
+        start_name_servers(cluster)
+        print(f"cluster up, services running and every public address hosted after "
               f"{time.monotonic() - started:.1f}s")
         show(cluster, 0, "status")
         show(cluster, 0, "ip", "all")
+        show(cluster, 0, "-n", "all", "service", "status")
+
+        say("A client writes files through the public addresses")
+        smb_ip = nfs_ip = ips[0]  # both through the address whose node will power off
+        smb_sum, nfs_sum = files_through(cluster, smb_ip, nfs_ip)
 
         victim = holders(cluster)[ips[1]] or 1
         say(f"Graceful move: node {victim} is disabled (ctdb disable), its address moves")
@@ -128,31 +166,41 @@ def main() -> int:
             p for p in holders(cluster).values() if p is not None) == [0, 1, 2])
 
         victim = holders(cluster)[ips[2]] or 2
-        say(f"Node {victim} freezes (SIGSTOP on every process): its kernel still holds the "
-            "address, so it moves only when the node's lease has surely lapsed")
-        try:
-            outage(cluster, ips, "freeze", lambda: cluster.freeze(victim), 6.0)
-        finally:
-            cluster.thaw(victim)
-        show(cluster, 0, "status")
+        say(f"smbd stops on node {victim} (systemctl stop smbd): the node is UNHEALTHY at "
+            "once, its address moves; serviced restarts smbd and the node takes one back")
+        outage(cluster, ips, "smbd stopped",
+               lambda: cluster.exec(victim, ["systemctl", "stop", "smbd"], check=True), 4.0)
+        show(cluster, victim, "service", "status")
+        wait_for(f"node {victim} hosting again", lambda: victim in holders(cluster).values())
         show(cluster, 0, "ip", "all")
 
-        say("A daemon crashes: kill -9 node 1's ctdb-transport; masterd restarts it")
-        cluster.kill(1, "transport")
+        victim = holders(cluster)[smb_ip] or 0
+        say(f"Node {victim}, serving {smb_ip} where the files were written, powers off. Its "
+            "address moves once the node's kernel lease has surely lapsed")
+        outage(cluster, ips, "poweroff", lambda: cluster.poweroff(victim), 6.0)
+        show(cluster, (victim + 1) % 3, "status")
+        client = cluster.topo.client
         started = time.monotonic()
-        wait_for("node 1 to answer again",
-                 lambda: cluster.ctdb(0, "-n", "1", "ping", check=False).returncode == 0)
-        print(f"node 1 answers again after {time.monotonic() - started:.2f}s")
+        got = fileclient.smb_get(smb_ip, "data", "report.bin", client)
+        print(f"  smbclient //{smb_ip}/data get report.bin: sha256 {got[:16]}... "
+              f"({'the same' if got == smb_sum else 'DIFFERENT'})")
+        graces: list[float] = []
+        got = wait_for("the NFS read", lambda: _nfs(
+            lambda: fileclient.nfs_get(nfs_ip, "/data/notes.bin", client), graces), timeout=30)
+        note = (f"after {time.monotonic() - started:.1f}s of NFS4ERR_GRACE (clients may "
+                "reclaim their locks first)" if graces else "")
+        print(f"  nfs-cat nfs://{nfs_ip}/data/notes.bin: sha256 {got[:16]}... "
+              f"({'the same' if got == nfs_sum else 'DIFFERENT'}) {note}")
     except BaseException:
         cluster.down()
         raise
     bin_dir = Path(sys.executable).parent
-    say("Coming next: millisecond leases for faster forced moves, tickle ACKs, event "
-        "scripts, and SMB and NFS served on the public addresses")
+    say("Coming next: millisecond leases for faster forced moves, tickle ACKs, the clustered "
+        "databases, and the Ansible role and packages")
     say("The sandbox stays up for you to try:")
     print(f"  {bin_dir}/ctdb-sandbox exec --name demo 0 ctdb status")
-    print(f"  {bin_dir}/ctdb-sandbox exec --name demo 0 ctdb ip all")
-    print(f"  {bin_dir}/ctdb-sandbox cut --name demo 2 private")
+    print(f"  {bin_dir}/ctdb-sandbox exec --name demo 0 ctdb event status legacy monitor")
+    print(f"  {bin_dir}/ctdb-sandbox exec --name demo 1 systemctl stop smbd")
     print(f"  {bin_dir}/ctdb-sandbox down --name demo      # removes every trace of it")
     return 0
 

@@ -31,3 +31,11 @@ class RemoteError(CtdbError):
 
 class RequestTimeout(CtdbError, TimeoutError):
     """No reply arrived before the request's deadline."""
+
+
+class FatalError(CtdbError):
+    """The node must not run (an init or setup event failed): ctdbd stops, exit 1."""
+
+
+# The exit code a daemon child uses to say "stop the node" rather than "restart me".
+EXIT_FATAL = 78  # EX_CONFIG

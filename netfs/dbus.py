@@ -58,3 +58,55 @@ async def call(bus: Any, destination: str, path: str, interface: str, member: st
         detail = reply.body[0] if reply.body else ""
         raise CtdbError(f"D-Bus {interface}.{member} failed: {reply.error_name}: {detail}")
     return list(reply.body)
+
+
+class DBusCallError(CtdbError):
+    """An error reply, with its D-Bus error name kept apart so callers can tell errors apart."""
+
+    def __init__(self, interface: str, member: str, error_name: str, detail: str) -> None:
+        super().__init__(f"D-Bus {interface}.{member} failed: {error_name}: {detail}")
+        self.error_name = error_name
+        self.detail = detail
+
+
+async def call_reply(bus: Any, destination: str, path: str, interface: str, member: str,
+                     *, signature: str = "", body: list[Any] | None = None) -> Any:
+    """One method call returning the whole reply message, not just its body.
+
+    The reply's ``serial`` and ``sender`` order it among the sender's signals (a peer
+    numbers every message it sends), which a caller mixing a snapshot with change
+    signals needs.  An error reply raises DBusCallError; a connection lost meanwhile,
+    CtdbError.
+    """
+    reply = await bus.call(Message(destination=destination, path=path, interface=interface,
+                                   member=member, signature=signature, body=body or []))
+    if reply is None:  # the libraries answer pending calls with None on a local disconnect
+        raise CtdbError(f"D-Bus {interface}.{member}: the connection was closed")
+    if reply.message_type == MessageType.ERROR:
+        detail = str(reply.body[0]) if reply.body else ""
+        raise DBusCallError(interface, member, str(reply.error_name), detail)
+    return reply
+
+
+def match_rule(**keys: str) -> str:
+    """A match rule from its keys: ``match_rule(type="signal", member="X")``."""
+    return ",".join(f"{key}='{value}'" for key, value in keys.items())
+
+
+async def add_match(bus: Any, rule: str) -> None:
+    """Have the bus daemon route the signals matching *rule* to *bus* (see match_rule)."""
+    await call(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+               "AddMatch", signature="s", body=[rule])
+
+
+async def remove_match(bus: Any, rule: str) -> None:
+    """Undo one add_match of *rule* (the daemon counts identical rules)."""
+    await call(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+               "RemoveMatch", signature="s", body=[rule])
+
+
+def release(bus: Any) -> None:
+    """Close a disconnected bus's socket now: dbus-next leaves that to the garbage collector."""
+    sock = getattr(bus, "_sock", None)
+    if sock is not None:
+        sock.close()

@@ -273,6 +273,12 @@ CTDB_DEFAULTS = {
     ("cluster", "port"): "4379",
     ("paths", "run directory"): "/run/ctdb",
     ("paths", "state directory"): "/var/lib/ctdb",
+    ("services", "samba"): "false",
+    ("services", "nmbd"): "false",
+    ("services", "winbind"): "false",
+    ("services", "nfs"): "none",
+    ("services", "restart limit"): "3",
+    ("services", "restart delay"): "1000",
 }
 
 
@@ -284,6 +290,12 @@ def test_defaults_match_ctdb() -> None:
         ("cluster", "port"),
         ("paths", "run directory"),
         ("paths", "state directory"),
+        ("services", "samba"),
+        ("services", "nmbd"),
+        ("services", "winbind"),
+        ("services", "nfs"),
+        ("services", "restart limit"),
+        ("services", "restart delay"),
     }
 
 
@@ -325,6 +337,8 @@ def test_every_option_fixture() -> None:
     assert conf.run_dir == Path("/run/ctdb-n2")
     assert conf.state_dir == Path("/var/lib/ctdb-n2")
     assert conf.volatile_db_dir == Path("/srv/ctdb/volatile")
+    assert conf.services == {"samba": True, "nmbd": True, "winbind": True, "nfs": "ganesha"}
+    assert conf.restart_policy == (5, 0.25)
     assert conf.dump() == (CONFIGS / "every-option" / "dump.txt").read_text()
 
 

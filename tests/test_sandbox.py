@@ -13,6 +13,7 @@ import pytest
 from ctdb.sandbox import network
 from ctdb.sandbox.lab import Options, Sandbox, destroy, wait_for
 from ctdb.sandbox.topology import STATE_ROOT, SandboxError, plan
+from tests.leftovers import leftovers
 
 NAME = f"t{os.getpid() % 100000}"
 PROBE = """
@@ -34,15 +35,6 @@ def reach(ns: str, address: str, port: int = 4379, timeout: float = 0.5) -> str:
     return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", PROBE, address,
                            str(port), str(timeout)], capture_output=True, text=True,
                           check=True).stdout.strip()
-
-
-def leftovers(name: str) -> list[str]:
-    found = [ns for ns in network.namespaces() if ns.startswith(f"pctdb-{name}-")]
-    if (STATE_ROOT / name).exists():
-        found.append(str(STATE_ROOT / name))
-    out = subprocess.run(["pgrep", "-f", f"{STATE_ROOT}/{name}/"], capture_output=True,
-                         text=True, check=False).stdout.split()
-    return found + [f"pid {p}" for p in out]
 
 
 @pytest.fixture(scope="module")

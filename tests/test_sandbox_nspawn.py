@@ -18,33 +18,13 @@ import pytest
 from ctdb.sandbox import network, nspawn_backend
 from ctdb.sandbox.lab import BIN, Options, Sandbox, destroy, wait_for
 from ctdb.sandbox.topology import STATE_ROOT
+from tests.leftovers import leftovers
 
 # make test installs systemd-container and runs as root: a missing part fails, no skip.
 pytestmark = [pytest.mark.netns]
 
 NAME = f"n{os.getpid() % 100000}"
 UNIT = Path(__file__).resolve().parents[1] / "packaging" / "systemd" / "ctdb.service"
-
-
-def leftovers(name: str) -> list[str]:
-    """Whatever sandbox *name* left behind on this machine."""
-    root = STATE_ROOT / name
-    found = [ns for ns in network.namespaces() if ns.startswith(f"pctdb-{name}-")]
-    with open("/proc/self/mountinfo") as f:
-        found += [f"mount {line.split()[4]}" for line in f
-                  if line.split()[4].startswith(f"{root}/")]
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if f"{root}/" in cmdline:
-            found.append(f"pid {pid}: {cmdline.replace(chr(0), ' ')[:80]}")
-    if root.exists():
-        found.append(str(root))
-    found += [str(cg) for cg in (r / nspawn_backend.CGROUP_DIR / name
-                                 for r in nspawn_backend._cgroup_roots()) if cg.exists()]
-    return found
 
 
 def nspawn(sb: Sandbox) -> nspawn_backend.NspawnBackend:

@@ -63,6 +63,10 @@ Commands:
   moveip IP PNN     move a public address to a node
   ifaces            the public interfaces, their link state and address count
   ipreallocate      the leader recomputes where public addresses go
+  event run|status|script ...  event scripts (``ctdb event`` for details)
+  scriptstatus [EVENT]  the last run of a legacy event's scripts (default monitor)
+  service list|status  the file services the node manages (smbd, NFS-Ganesha...)
+  checktcpport PORT  exit 0 if the TCP port is free, 98 if something listens on it
 """
 
 # CTDB's node flag bits, as plain ints for the output code.
@@ -812,6 +816,46 @@ def cmd_setdebug(s: Session) -> int:
     return s.rc
 
 
+def cmd_checktcpport(s: Session) -> int:
+    """CTDB's ``checktcpport PORT``: 0 when the port is free, 98 (EADDRINUSE) when taken.
+
+    Event scripts use it to see whether a service listens (50.samba on 445)."""
+    import errno
+    import socket
+
+    if len(s.opts.args) != 1 or not s.opts.args[0].isdigit():
+        raise UsageError("checktcpport needs a port number")
+    port = int(s.opts.args[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))  # noqa: S104 - exactly what is being tested
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return errno.EADDRINUSE
+            print(f"Failed to bind to TCP port {port}: {exc.strerror}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_event(s: Session) -> int:
+    from ctdb.cli import event
+
+    return event.cmd_event(s)
+
+
+def cmd_service(s: Session) -> int:
+    from ctdb.cli import service
+
+    return service.cmd_service(s)
+
+
+def cmd_scriptstatus(s: Session) -> int:
+    from ctdb.cli import event
+
+    return event.cmd_scriptstatus(s)
+
+
 COMMANDS: dict[str, Callable[[Session], int]] = {
     "ping": cmd_ping,
     "version": cmd_version,
@@ -843,6 +887,10 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "moveip": cmd_moveip,
     "ifaces": cmd_ifaces,
     "ipreallocate": cmd_ipreallocate,
+    "event": cmd_event,
+    "checktcpport": cmd_checktcpport,
+    "scriptstatus": cmd_scriptstatus,
+    "service": cmd_service,
 }
 
 

@@ -50,6 +50,8 @@ from ctdb.clusterd.state import OWN_FLAGS, ClusterState, Decision, Peer
 from ctdb.config import load_nodes
 from ctdb.config.tunables import TUNABLES, find_tunable, heartbeat_timing
 from ctdb.errors import CtdbError, RemoteError
+from ctdb.eventd.client import run_event
+from ctdb.eventd.policy import STARTUP_RETRY
 from ctdb.node import NodeContext
 from ctdb.protocol import (
     NODE_ALL,
@@ -64,6 +66,7 @@ from ctdb.protocol import (
     Service,
     SetLeader,
 )
+from ctdb.serviced.messages import StartServicesRequest
 from ctdb.tdaemon import Daemon, handles
 from ctdb.transport.events import LinkEvent, ReloadNodes
 
@@ -73,6 +76,8 @@ TRANSPORT = Address(NODE_CURRENT, Service.TRANSPORT)
 ALL_CLUSTERDS = Address(NODE_ALL, Service.CLUSTERD)
 LOCK_RETRY = 0.25  # seconds between attempts to take a contended cluster lock
 RECOVERY_RETRY = 1.0  # seconds before a failed recovery is tried again
+SERVICES_TIMEOUT = 130.0  # seconds for serviced to start the file services (systemd: 90 s)
+RECOVERY_SETTLE = 1.0  # seconds after a recovery before FIRST_RECOVERY heartbeats count
 
 
 
@@ -119,6 +124,7 @@ class Clusterd(Daemon):
         self.steps: tuple[RecoveryStep, ...] = STEPS
         self.bans = BanTracker()
         self._next_recovery = 0.0
+        self._recovery_done = 0.0
 
     # -- life cycle --------------------------------------------------------------------
     async def setup(self) -> None:
@@ -178,15 +184,51 @@ class Clusterd(Daemon):
             self.client.send(TRANSPORT, SetLeader(d.leader))
             if d.leader == self.cluster.pnn:
                 log.log(logs.NOTICE, "this node is the leader (term %d)", self.cluster.term)
+                self._recovered_set = None  # a new leader recovers, as CTDB's does
             elif d.leader == NO_NODE:
                 log.log(logs.NOTICE, "no leader")
             else:
                 log.log(logs.NOTICE, "leader is node %d (term %d)", d.leader, self.cluster.term)
         if d.leading and not self._recovering and now >= self._next_recovery:
             active = frozenset(self.cluster.active_nodes(now))
-            if active != self._recovered_set:
+            if active != self._recovered_set or self._awaiting_recovery(active, now):
                 self._recovering = True
                 self._own(self._recover(active))
+
+    async def _start_services(self) -> bool:
+        """serviced starts the file services (a node without serviced has none)."""
+        if self.client is None:
+            return False
+        try:
+            await self.client.request(Address(NODE_CURRENT, Service.SERVICED),
+                                      StartServicesRequest(), timeout=SERVICES_TIMEOUT)
+        except RemoteError as exc:
+            if exc.code == ErrorCode.NO_SUCH_SERVICE:
+                return True
+            log.error("cannot start the file services: %s; trying again in %.0f s", exc,  # noqa: TRY400
+                      STARTUP_RETRY)
+            return False
+        except CtdbError as exc:
+            log.error("cannot start the file services: %s; trying again in %.0f s", exc,  # noqa: TRY400
+                      STARTUP_RETRY)
+            return False
+        return True
+
+    def _awaiting_recovery(self, active: frozenset[int], now: float) -> bool:
+        """Whether an active node waits in FIRST_RECOVERY: it restarted while the set
+        of active nodes stayed the same.  Heartbeats sent before the last recovery
+        ended may still say so for a moment: those are not believed."""
+        if now - self._recovery_done < RECOVERY_SETTLE:
+            return False
+        for pnn in active:
+            if pnn == self.cluster.pnn:
+                runstate = int(self.cluster.runstate)
+            else:
+                peer = self.cluster.peers.get(pnn)
+                runstate = peer.hb.runstate if peer is not None and peer.hb else -1
+            if runstate == Runstate.FIRST_RECOVERY:
+                return True
+        return False
 
     async def _take_lock(self, now: float) -> None:
         try:
@@ -238,6 +280,7 @@ class Clusterd(Daemon):
             self._broadcast(Recovered(generation, term, int(started * 1e6),
                                       int(time.time() * 1e6)))
             self._recovered_set = active
+            self._recovery_done = time.monotonic()
         finally:
             self._recovering = False
 
@@ -342,8 +385,24 @@ class Clusterd(Daemon):
         self.cluster.recovery_mode = 0
         self.last_recovery = (body.started_us, body.finished_us)
         if self.cluster.runstate == Runstate.FIRST_RECOVERY:
-            self.cluster.runstate = Runstate.RUNNING
-            log.log(logs.NOTICE, "first recovery done; node is RUNNING")
+            self.cluster.runstate = Runstate.STARTUP
+            log.log(logs.NOTICE, "first recovery done; running the startup event")
+            self._own(self._startup())
+        self._wake.set()
+
+    async def _startup(self) -> None:
+        """The startup event until it succeeds (as CTDB, every few seconds); then the
+        node is RUNNING and may host public addresses."""
+        timeout = float(self.tunables.get("EventScriptTimeout", 30))
+        while self.client is not None:
+            if await run_event(self.client, NODE_CURRENT, "startup", timeout=timeout):
+                if await self._start_services():
+                    break
+            else:
+                log.error("startup event failed; trying again in %.0f s", STARTUP_RETRY)
+            await asyncio.sleep(STARTUP_RETRY)
+        self.cluster.runstate = Runstate.RUNNING
+        log.log(logs.NOTICE, "node is RUNNING")
         self._wake.set()
 
     @handles(ClusterViewRequest)

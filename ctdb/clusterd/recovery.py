@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ctdb.protocol import Service
+
 
 @dataclass(frozen=True)
 class RecoveryStep:
@@ -23,8 +25,13 @@ class RecoveryStep:
     timeout: float
 
 
-# Steps other daemons register, in the order they run (none yet: databased will add one).
-STEPS: tuple[RecoveryStep, ...] = ()
+# The steps, in the order they run: eventd's startrecovery event first, its recovered
+# event last (databased's database recovery will go between them).  Event scripts get
+# EventScriptTimeout (30 s by default) and a little more for the round trip.
+STEPS: tuple[RecoveryStep, ...] = (
+    RecoveryStep("startrecovery", Service.EVENTD, 35.0),
+    RecoveryStep("recovered", Service.EVENTD, 35.0),
+)
 
 BAN_LIMIT = 3  # failed recovery steps in a row before a node is banned
 
@@ -71,7 +78,8 @@ async def run_steps(steps: Iterable[RecoveryStep], nodes: Iterable[int], run: Ru
 
         async def one(pnn: int, step: RecoveryStep = step) -> Outcome:
             try:
-                return await asyncio.wait_for(run(pnn, step), step.timeout)
+                async with asyncio.timeout(step.timeout):
+                    return await run(pnn, step)
             except TimeoutError:
                 return Outcome.FAILED
 

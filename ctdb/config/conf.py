@@ -111,6 +111,11 @@ def _check_port(value: int) -> None:
         raise ValueError(f"{value} is not a TCP port (1..65535)")
 
 
+def _check_nfs(text: str) -> None:
+    if text not in ("none", "ganesha", "kernel"):
+        raise ValueError("must be none, ganesha or kernel")
+
+
 def _check_absolute(text: str) -> None:
     if not text.startswith("/"):
         raise ValueError(f"{text!r} is not an absolute path")
@@ -183,6 +188,7 @@ SECTIONS: tuple[str, ...] = (
     "failover",
     "legacy",
     "paths",
+    "services",
 )
 
 OPTIONS: tuple[Option, ...] = (
@@ -376,6 +382,55 @@ OPTIONS: tuple[Option, ...] = (
         env="CTDB_VARDIR",
         pyctdb=True,
     ),
+    Option(
+        "services",
+        "samba",
+        "boolean",
+        False,
+        "Manage smbd on this node (started when the node may serve, stopped when not).",
+        pyctdb=True,
+    ),
+    Option(
+        "services",
+        "nmbd",
+        "boolean",
+        False,
+        "Also manage nmbd (NetBIOS name service) with Samba.",
+        pyctdb=True,
+    ),
+    Option(
+        "services",
+        "winbind",
+        "boolean",
+        False,
+        "Manage winbindd on this node.",
+        pyctdb=True,
+    ),
+    Option(
+        "services",
+        "nfs",
+        "string",
+        "none",
+        "NFS server to manage: none, ganesha (NFS-Ganesha) or kernel (nfs-server).",
+        _check_nfs,
+        pyctdb=True,
+    ),
+    Option(
+        "services",
+        "restart limit",
+        "integer",
+        3,
+        "Restarts of a failed service within 10 minutes before serviced gives up on it.",
+        pyctdb=True,
+    ),
+    Option(
+        "services",
+        "restart delay",
+        "integer",
+        1000,
+        "Milliseconds before the first restart of a failed service; doubles each time.",
+        pyctdb=True,
+    ),
 )
 
 _BY_KEY: dict[Key, Option] = {(o.section, o.name): o for o in OPTIONS}
@@ -549,6 +604,19 @@ class CtdbConf:
     @property
     def failover_disabled(self) -> bool:
         return self._bool("failover", "disabled")
+
+    @property
+    def services(self) -> dict[str, bool | str]:
+        """The ``[services]`` section: which file services this node manages."""
+        return {"samba": self._bool("services", "samba"), "nmbd": self._bool("services", "nmbd"),
+                "winbind": self._bool("services", "winbind"),
+                "nfs": self._str("services", "nfs") or "none"}
+
+    @property
+    def restart_policy(self) -> tuple[int, float]:
+        """(restarts allowed in the window, first delay in seconds) for failed services."""
+        return (self._int("services", "restart limit"),
+                self._int("services", "restart delay") / 1000)
 
     @property
     def realtime_scheduling(self) -> bool:

@@ -22,6 +22,7 @@ from ctdb.clusterd.flags import NO_NODE, NodeFlag, Runstate
 from ctdb.clusterd.messages import ClusterView, ClusterViewRequest, Heartbeat
 from ctdb.config.tunables import TUNABLES, heartbeat_timing
 from ctdb.errors import CtdbError
+from ctdb.eventd.client import run_event
 from ctdb.failoverd import alloc
 from ctdb.failoverd.messages import (
     UNHOSTED,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 MARGIN = 1.2
 STATE_INTERVAL = 0.5  # seconds between IPState broadcasts
 GARP_COUNT = 3
+WAITING_POLL = 0.01  # seconds between takeover runs while a lost node's lease lapses
 
 
 
@@ -81,6 +83,8 @@ class Failoverd(Daemon):
         # bound on a lost node's addresses grows with it, so keep it short.
         self.detection = 2 * interval
         self.lease = max(1, tunables.get("IPLeaseSeconds", 1))
+        self.takeover_timeout = float(tunables["TakeoverTimeout"])
+        self.event_timeout = float(tunables["EventScriptTimeout"])
         self.netlink = Netlink()
         self.held: dict[str, str] = {}  # address -> interface it is on
         self.view: ClusterView | None = None
@@ -94,6 +98,7 @@ class Failoverd(Daemon):
         self._addresses = asyncio.Lock()  # serialises every change to held addresses
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()  # the leader should run a takeover
+        self._waiting = False  # addresses wait for a lost node's lease to lapse
         self._last_state: Any = None
 
     # -- life cycle ------------------------------------------------------------------------
@@ -141,7 +146,7 @@ class Failoverd(Daemon):
                 log.warning("may no longer hold public addresses (lost the leader or the "
                             "lock side); releasing %s", ", ".join(sorted(self.held)))
                 for address in list(self.held):
-                    await self._drop(address)
+                    await self._drop(address, event="background")
             for address in list(self.held):
                 async with self._addresses:
                     iface = self.held.get(address)
@@ -153,8 +158,11 @@ class Failoverd(Daemon):
                     except CtdbError as exc:
                         log.error("cannot renew %s on %s: %s", address, iface, exc)  # noqa: TRY400
             self._publish_state(force=False)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that arrives as the event fires, and the loop would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.lease / 3)
+                async with asyncio.timeout(self.lease / 3):
+                    await self._wake.wait()
             self._wake.clear()
 
     def _interface(self, address: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
@@ -174,6 +182,18 @@ class Failoverd(Daemon):
         log.log(logs.NOTICE, "took %s on %s", entry.address, iface)
         self._own(self._announce(iface, entry.address.ip))
         self._publish_state(force=True)
+        if not await self._event("takeip", iface, entry.address):
+            await self._drop(address, event="none")
+            raise CtdbError(f"takeip event for {address} failed")
+
+    async def _event(self, event: str, iface: str,
+                     address: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> bool:
+        """takeip/releaseip IFACE IP BITS for this node's event scripts."""
+        if self.client is None:
+            return True
+        return await run_event(self.client, NODE_CURRENT, event,
+                               [iface, str(address.ip), str(address.network.prefixlen)],
+                               timeout=self.event_timeout)
 
     async def _announce(self, iface: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address
                         ) -> None:
@@ -190,7 +210,9 @@ class Failoverd(Daemon):
             if i + 1 < GARP_COUNT:
                 await asyncio.sleep(0.1 * (i + 1))
 
-    async def _drop(self, address: str) -> None:
+    async def _drop(self, address: str, event: str = "wait") -> None:
+        """Remove the address, then run releaseip ("wait" for it, run it in the
+        "background", or "none"): the address goes at once, whatever the scripts do."""
         async with self._addresses:
             iface = self.held.pop(address, None)
             if iface is None:
@@ -203,6 +225,17 @@ class Failoverd(Daemon):
                     log.error("cannot release %s: %s", address, exc)  # noqa: TRY400
         log.log(logs.NOTICE, "released %s", address)
         self._publish_state(force=True)
+        if event != "none" and entry is not None:
+            released = self._released(address, iface, entry.address)
+            if event == "background":
+                self._own(released)
+            else:
+                await released
+
+    async def _released(self, address: str, iface: str,
+                        interface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
+        if not await self._event("releaseip", iface, interface):
+            log.error("releaseip event for %s failed", address)
 
     def _my_state(self) -> IPState:
         return IPState(self.pnn, [PublicIPInfo(str(p.address), ",".join(p.interfaces))
@@ -283,7 +316,9 @@ class Failoverd(Daemon):
     @handles(ReleaseIP)
     async def _release_ip(self, msg: Message) -> Ack:
         self._check_order(msg)
-        await self._drop(_ip(msg.body.address))
+        # The leader takes the address elsewhere once this answers: answer as soon as
+        # it is gone from here, and let the releaseip scripts run meanwhile.
+        await self._drop(_ip(msg.body.address), event="background")
         return Ack()
 
     @handles(IPListRequest)
@@ -343,13 +378,18 @@ class Failoverd(Daemon):
         """Run a takeover when something changed, and every second in case."""
         last = 0.0
         while True:
+            # A lost node's lease is running out: look again soon, not at once.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), 0.1)
+                async with asyncio.timeout(WAITING_POLL if self._waiting else 0.1):
+                    await self._dirty.wait()
+            await asyncio.sleep(0)  # Event.wait() on a set event does not yield
             now = time.monotonic()
             v = self.view
             if v is None or v.leader != self.pnn or self.disabled:
+                self._dirty.clear()  # only the leader acts; a new one starts dirty
+                self._waiting = False
                 continue
-            if not self._dirty.is_set() and now - last < 1.0:
+            if not self._dirty.is_set() and not self._waiting and now - last < 1.0:
                 continue
             self._dirty.clear()
             last = now
@@ -405,11 +445,12 @@ class Failoverd(Daemon):
             free_at = {p: free_after(t, detection=self.detection, lease=self.lease,
                                      margin=MARGIN) for p, t in self.lost_at.items()}
             moves = plan(current, desired, reachable, free_at, now)
-            if moves.waiting:
-                self._dirty.set()  # look again soon: a lost node's lease is running out
+            self._waiting = bool(moves.waiting)
             if not moves.releases and not moves.takes:
                 return
             started = time.monotonic()
+            connected = sorted(p for p in reachable if self._connected(p))
+            await self._all_nodes("startipreallocate", connected)
             released = await asyncio.gather(
                 *(self._order(pnn, ReleaseIP(a)) for a, pnn in moves.releases))
             failed = {a for (a, _), ok in zip(moves.releases, released, strict=True) if not ok}
@@ -425,9 +466,23 @@ class Failoverd(Daemon):
                 if ok and pnn in self.states:
                     st = self.states[pnn]
                     self.states[pnn] = IPState(st.pnn, st.can_host, sorted({*st.held, address}))
+            await self._all_nodes("ipreallocated", connected)
             log.log(logs.NOTICE, "takeover run: released %s, took %s in %.1f ms",
                     [a for a, _ in moves.releases], [(a, p) for a, p in takes],
                     (time.monotonic() - started) * 1000)
+
+    async def _all_nodes(self, event: str, nodes: list[int]) -> None:
+        """An event on every connected node at once (NFS grace, statd notify...); a
+        failure is logged, and does not hold the run up."""
+        if self.client is None or not nodes:
+            return
+        client = self.client
+        results = await asyncio.gather(*(run_event(client, pnn, event,
+                                                   timeout=self.takeover_timeout)
+                                         for pnn in nodes))
+        for pnn, ok in zip(nodes, results, strict=True):
+            if not ok:
+                log.error("%s event failed on node %d", event, pnn)
 
     def _full(self, address: str) -> str:
         for state in self.states.values():
@@ -440,8 +495,8 @@ class Failoverd(Daemon):
         if self.client is None or self.view is None:
             return False
         try:
-            await self.client.request(Address(pnn, Service.FAILOVERD), body, timeout=2.0,
-                                      generation=self.view.term)
+            await self.client.request(Address(pnn, Service.FAILOVERD), body,
+                                      timeout=self.takeover_timeout, generation=self.view.term)
         except CtdbError as exc:
             log.warning("node %d refused %s: %s", pnn, type(body).__name__, exc)
             return False

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from ctdb import logs
-from ctdb.errors import CtdbError
+from ctdb.errors import EXIT_FATAL, CtdbError, FatalError
 from ctdb.masterd import registry
 from ctdb.masterd.process import die_with_parent, set_process_name
 from ctdb.node import NodeContext
@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     except CtdbError as exc:
         print(f"{spec.process_name}: {exc}", file=sys.stderr)
         return 1
-    asyncio.run(serve(runnable))
+    try:
+        asyncio.run(serve(runnable))
+    except FatalError as exc:
+        log.critical("%s: %s; stopping the node", spec.process_name, exc)
+        return EXIT_FATAL
     return 0
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctdb import logs
+from ctdb.errors import EXIT_FATAL, FatalError
 from ctdb.masterd import sdnotify
 from ctdb.masterd.backoff import Backoff, describe_exit
 from ctdb.masterd.registry import DAEMONS, DaemonSpec, Runnable
@@ -38,6 +39,7 @@ from ctdb.tdaemon import Daemon, handles
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
+FATAL = "failed fatally"
 STOP_TIMEOUT = 5.0
 
 
@@ -71,6 +73,7 @@ class Masterd(Daemon):
         self.child_env = child_env or {}
         self._stopping = False
         self._node_stop = asyncio.Event()
+        self.fatal = ""  # why the node had to stop, when a daemon failed fatally
 
     # -- tdaemon -----------------------------------------------------------------
     def shutdown(self) -> None:
@@ -96,6 +99,9 @@ class Masterd(Daemon):
             loop.add_signal_handler(sig, self._node_stop.set)
         self.node.run_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
         self.node.state_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        conf = self.node.config.conf
+        for db_dir in (conf.volatile_db_dir, conf.persistent_db_dir, conf.state_db_dir):
+            db_dir.mkdir(parents=True, exist_ok=True, mode=0o755)  # as ctdbd; scripts df them
         sdnotify.notify(f"STATUS=Starting {len(self.children)} daemons")
         own: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
@@ -103,6 +109,8 @@ class Masterd(Daemon):
             for child in self.children:
                 child.task = loop.create_task(self._supervise(child))
                 await self._wait_ready(child)
+                if self._node_stop.is_set():
+                    return  # asked to stop while starting
             own_ready = asyncio.Event()
             own = loop.create_task(self.run(own_ready.set))
             await asyncio.wait([own, loop.create_task(own_ready.wait())],
@@ -128,13 +136,20 @@ class Masterd(Daemon):
                         await task
             for child in reversed(self.children):
                 await self._stop_child(child)
+            if self.fatal:
+                raise RuntimeError(self.fatal)
 
     async def _wait_ready(self, child: Child) -> None:
+        stop = asyncio.ensure_future(self._node_stop.wait())
+        ready = asyncio.ensure_future(child.ready.wait())
         try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                await child.ready.wait()
-        except TimeoutError:
-            raise RuntimeError(f"{child.spec.process_name} did not become ready") from None
+            await asyncio.wait([stop, ready], timeout=READY_TIMEOUT,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            ready.cancel()
+        if not child.ready.is_set() and not self._node_stop.is_set():
+            raise RuntimeError(f"{child.spec.process_name} did not become ready")
 
     async def _watchdog(self, interval: float) -> None:
         while True:
@@ -149,6 +164,11 @@ class Masterd(Daemon):
             outcome = await (self._run_task(child) if self.single_process
                              else self._run_process(child))
             if self._stopping:
+                break
+            if outcome == FATAL:
+                self.fatal = f"{child.spec.process_name} cannot run"
+                log.critical("%s failed fatally; stopping the node", child.spec.process_name)
+                self._node_stop.set()
                 break
             ran_for = time.monotonic() - began
             child.failures = self.backoff.next_failures(child.failures, ran_for)
@@ -191,7 +211,7 @@ class Masterd(Daemon):
             loop.remove_reader(rfd)
             os.close(rfd)
             child.process = None
-        return describe_exit(returncode)
+        return FATAL if returncode == EXIT_FATAL else describe_exit(returncode)
 
     async def _run_task(self, child: Child) -> str:
         child.pid = os.getpid()
@@ -205,6 +225,9 @@ class Masterd(Daemon):
             await runnable.run(ready)
         except asyncio.CancelledError:
             raise
+        except FatalError as exc:
+            log.critical("%s: %s", child.spec.process_name, exc)
+            return FATAL
         except Exception as exc:
             log.exception("%s failed", child.spec.process_name)
             return f"failed: {exc}"

@@ -38,6 +38,8 @@ class DaemonSpec:
 
 DAEMONS: tuple[DaemonSpec, ...] = (
     DaemonSpec("transport", "ctdb.transport.service:create"),
+    DaemonSpec("eventd", "ctdb.eventd.daemon:create"),
+    DaemonSpec("serviced", "ctdb.serviced.daemon:create"),
     DaemonSpec("clusterd", "ctdb.clusterd.daemon:create"),
     DaemonSpec("failoverd", "ctdb.failoverd.daemon:create"),
 )

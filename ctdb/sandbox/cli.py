@@ -19,6 +19,15 @@ def _pnn_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"not a list of PNNs: {text!r}") from None
 
 
+def _services(text: str) -> list[str]:
+    from ctdb.sandbox.services import parse_services
+
+    try:
+        return parse_services(text)
+    except SandboxError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--services: ")) from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ctdb-sandbox",
                                 description="a pyctdb cluster on this machine")
@@ -34,7 +43,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--backend", choices=BACKENDS, default="netns")
     up.add_argument("--public-ips", type=int, default=3)
     up.add_argument("--ipv6", action="store_true")
-    up.add_argument("--services", default="", help="comma list: smb,nfs")
+    up.add_argument("--services", type=_services, default=[],
+                    help="file services the nodes serve a shared share with: smb,nfs"
+                    " (nspawn backend)")
     up.add_argument("--lock", default="none", help="none, fcntl or etcd")
     up.add_argument("--impl", default="pyctdb", help="pyctdb, ctdb or keepalived")
     cmd("down", "stop the cluster and remove every trace of it")
@@ -75,9 +86,8 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per command
     say: Callable[[str], None] = lambda msg: print(f"ctdb-sandbox: {msg}", flush=True)  # noqa: E731
     if args.command == "up":
-        services = [s for s in args.services.split(",") if s]
         sb = Sandbox(Options(name=args.name, nodes=args.nodes, backend=args.backend,
-                             public_ips=args.public_ips, ipv6=args.ipv6, services=services,
+                             public_ips=args.public_ips, ipv6=args.ipv6, services=args.services,
                              lock=args.lock, impl=args.impl))
         try:
             sb.up(say)
@@ -100,7 +110,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per comm
             print(json.dumps(doc, indent=2))
         else:
             print(f"sandbox {doc['name']} ({doc['backend']}, {doc['impl']}), client "
-                  f"{doc['client']}, public IPs {' '.join(doc['public_ips']) or '-'}")
+                  f"{doc['client']}, public IPs {' '.join(doc['public_ips']) or '-'}, "
+                  f"services {','.join(doc['services']) or '-'}")
             for n in doc["nodes"]:
                 print(f"  node {n['pnn']}: {n['state']:<14} pid {n['pid']}  private "
                       f"{n['private']}  public {n['public']}  netns {n['netns']}")

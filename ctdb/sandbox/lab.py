@@ -35,6 +35,8 @@ from ctdb.sandbox.topology import (
 )
 
 BIN = Path(sys.executable).parent
+NFS_SCRIPT = Path(__file__).resolve().parents[2] / "nfs_scripts" / "events" / "legacy" / \
+    "60.nfs.script"
 T = TypeVar("T")
 BACKENDS = ("netns", "nspawn")
 IMPLS = ("pyctdb",)
@@ -144,6 +146,12 @@ class Sandbox:
             for node in self.topo.nodes:
                 self.write_config(node)
             step(f"configuration for {len(self.topo.nodes)} nodes")
+            if self.options.services:
+                from ctdb.sandbox import services
+
+                services.prepare(self)
+                step(f"shared storage for {', '.join(self.options.services)} at "
+                     f"{services.storage(self)} (nodes: {services.STORAGE})")
             if self.options.lock == "etcd":
                 for node in self.topo.nodes:
                     self.start_etcd(node)
@@ -200,7 +208,18 @@ class Sandbox:
             "[paths]\n"
             f"    run directory = {node.run_dir}\n"
             f"    state directory = {node.state_dir}\n"
+            + ("[services]\n"
+               f"    samba = {'true' if 'smb' in self.options.services else 'false'}\n"
+               f"    nfs = {'ganesha' if 'nfs' in self.options.services else 'none'}\n"
+               if self.options.services else "")
         )
+        legacy = base / "events" / "legacy"  # ctdbd's own events, as in CTDB's layout
+        legacy.mkdir(parents=True, exist_ok=True)
+        if "nfs" in self.options.services:
+            # pyctdb's NFS event script: grace on moves, Ganesha's health.
+            link = legacy / NFS_SCRIPT.name
+            link.unlink(missing_ok=True)
+            link.symlink_to(NFS_SCRIPT)
         (base / "nodes").write_text(nodes_file(self.topo))
         (base / "public_addresses").write_text(public_addresses_file(self.topo))
         key = base / "cluster.key"
@@ -378,6 +397,7 @@ class Sandbox:
                           "base": str(node.base)})
         return {"name": self.options.name, "backend": self.options.backend,
                 "impl": self.options.impl, "client": self.topo.client_ip,
+                "services": list(self.options.services),
                 "public_ips": list(self.topo.public_ips + self.topo.public_ips6),
                 "nodes": nodes}
 
@@ -404,8 +424,9 @@ def check_environment(options: Options) -> None:
     if options.lock not in LOCKS:
         raise SandboxError(f"--lock {options.lock} is not available yet; available: "
                            + ", ".join(LOCKS))
-    if options.services:
-        raise SandboxError("--services needs the file-services work (issue 6); not yet")
+    from ctdb.sandbox import services
+
+    services.check(options.services, options.backend)
     tools = [("ip", "iproute2"), ("nft", "nftables")]
     if options.lock == "etcd":
         tools += [("etcd", "etcd-server"), ("etcdctl", "etcd-client")]

@@ -5,7 +5,9 @@ lower layer is the host's ``/`` (read-only to the overlay) and whose upper layer
 node's own directory.  Before boot the upper layer gets the node's ``/etc/hostname`` and
 ``/etc/machine-id``, masks for the units a node must not start, pyctdb's
 ``ctdb.service`` (``packaging/systemd/ctdb.service``) with a drop-in that runs this
-venv's ``ctdbd`` with the node's ``CTDB_BASE``, and the unit enabled.  The node's
+venv's ``ctdbd`` with the node's ``CTDB_BASE``, and the unit enabled; with
+``--services``, the file services' configuration and units (:mod:`ctdb.sandbox.services`,
+which also adds the shared storage's bind and Ganesha's capability).  The node's
 directory (``CTDB_BASE``, run and state directories, log) is bound into the container
 at the same path, so ``ctdb`` run from the host with ``CTDB_BASE`` reaches its socket.
 
@@ -40,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ctdb.sandbox import services
 from ctdb.sandbox.topology import STATE_ROOT, NodeSpec, SandboxError, check_name
 
 if TYPE_CHECKING:
@@ -53,7 +56,7 @@ NSPAWN = "systemd-nspawn"
 
 # Units a node must not start, masked whether or not they are installed (other work on this
 # machine installs Samba, NFS-Ganesha, etcd, keepalived, Samba's ctdb...): the file
-# services until the sandbox supports --services, the host's own databases and daemons,
+# services unless --services asks for them, the host's own databases and daemons,
 # periodic jobs (eight nodes running apt-daily at once), and what a container does not need
 # (consoles, logins) to keep a node small.  Templates (``name@.service``) mask every instance.
 MASKED_UNITS = (
@@ -315,12 +318,12 @@ class NspawnBackend:
         leader = self._answering_leader(node)
         if leader is None:
             self._kill_leftover(node)
-            self._prepare(node, args, env)
+            self._prepare(sb, node, args, env)
             self._boot(sb, node)
             for other in sb.topo.nodes:
                 if (other.pnn != node.pnn and not self.layers(other).exists()
                         and self.nspawn_pid(other) is None and other.base.is_dir()):
-                    self._prepare(other, (), None)
+                    self._prepare(sb, other, (), None)
                     self._boot(sb, other)
                     self._prebooted.add(other.pnn)
         elif self._write_start_dropin(Path(f"/proc/{leader}/root"), node, args, env):
@@ -413,7 +416,7 @@ class NspawnBackend:
         except OSError as exc:
             raise SandboxError(f"the nspawn backend needs pyctdb's unit file: {exc}") from None
 
-    def _prepare(self, node: NodeSpec, args: Sequence[str],
+    def _prepare(self, sb: Sandbox, node: NodeSpec, args: Sequence[str],
                  env: dict[str, str] | None) -> None:
         """The node's files in the overlay's upper layer, written before boot."""
         layers = self.layers(node)
@@ -433,7 +436,7 @@ class NspawnBackend:
         machine_id = etc / "machine-id"
         if not machine_id.exists():  # a node keeps its identity across reboots
             machine_id.write_text(f"{uuid.uuid4().hex}\n")
-        for unit in MASKED_UNITS:
+        for unit in services.masked_units(MASKED_UNITS, sb.options.services):
             link = system / unit
             if not link.is_symlink():
                 link.unlink(missing_ok=True)
@@ -449,6 +452,7 @@ class NspawnBackend:
         enabled.unlink(missing_ok=True)
         enabled.symlink_to(f"/etc/systemd/system/{UNIT}")
         self._write_start_dropin(upper, node, args, env)
+        services.write_node_files(upper, sb, node)
 
     @staticmethod
     def _sandbox_dropin(node: NodeSpec) -> str:
@@ -507,13 +511,16 @@ class NspawnBackend:
         shared = sb.root / "shared"  # the fcntl cluster lock, one file for every node
         if shared.is_dir():
             binds.append(f"--bind={shared}")
+        capabilities = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK"]
+        if "nfs" in sb.options.services:
+            capabilities += services.NFS_CAPABILITIES
         nspawn = [
             NSPAWN, "--quiet", "--register=no", "--keep-unit", "--console=passive",
             "--link-journal=no", "--resolv-conf=off", "--timezone=off",
             f"--machine={self.machine(node)}",
             f"--network-namespace-path=/run/netns/{node.netns}",
-            "--capability=CAP_NET_ADMIN,CAP_NET_RAW,CAP_IPC_LOCK", "--boot",
-            f"--directory={layers / 'root'}", *binds,
+            f"--capability={','.join(capabilities)}", "--boot",
+            f"--directory={layers / 'root'}", *binds, *services.nspawn_args(sb),
         ]
         # In a mount namespace of its own: a tmpfs for systemd-nspawn's bookkeeping (its
         # propagation directory and image locks stay off the host's /run), then the overlay,

@@ -210,7 +210,9 @@ class Daemon:
         else:
             log.error("%s: handler for %s failed", self.name, type(msg.body).__name__,
                       exc_info=exc)
-        self._error(msg, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        # Our own errors are one clear line meant for the user; others name their type.
+        text = str(exc) if isinstance(exc, CtdbError) else f"{type(exc).__name__}: {exc}"
+        self._error(msg, ErrorCode.INTERNAL, text)
 
     def _error(self, msg: Message, code: ErrorCode, text: str) -> None:
         if msg.flags & Flag.REQUEST and self.client is not None and self.client.connected:

@@ -1,0 +1,1 @@
+"""serviced: the node's file services through systemd."""

@@ -1,0 +1,1 @@
+"""NFS event script and callouts that eventd runs (grace on moves, health, recovery)."""
