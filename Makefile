@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 APT := apt-get -o DPkg::Lock::Timeout=600 -y -q
 # Debian packages: the interpreter the .deb runs on, and the lab's tools.
 DEB_PACKAGES := python3 python3-venv python3-dev python3-pyroute2 iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client \
-	ctdb samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils
+	ctdb samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils \
+	debhelper dh-python pybuild-plugin-pyproject python3-all rpm lintian \
+	ansible ansible-lint openssh-server
 BENCH_DEB_PACKAGES := ethtool socat
 STAMP := $(VENV)/.installed
 
@@ -19,8 +21,8 @@ $(STAMP): pyproject.toml Makefile
 	  echo "installing Debian packages: $$missing"; \
 	  DEBIAN_FRONTEND=noninteractive $(APT) update && \
 	  DEBIAN_FRONTEND=noninteractive $(APT) install --no-install-recommends $$missing || exit 1; \
-	  for u in etcd ctdb smbd nmbd winbind samba-ad-dc nfs-ganesha; do systemctl disable --now $$u 2>/dev/null; done; \
-	  pkill -x etcd; pkill -x smbd; pkill -x nmbd; pkill -x ganesha.nfsd; true; fi
+	  for u in etcd ctdb smbd nmbd winbind samba-ad-dc nfs-ganesha ssh; do systemctl disable --now $$u 2>/dev/null; done; \
+	  pkill -x etcd; pkill -x smbd; pkill -x nmbd; pkill -x ganesha.nfsd; pkill -x sshd; true; fi
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	# compat mode: a plain path entry, not an import hook (the hook costs the CLI ~9 ms)
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
@@ -42,6 +44,7 @@ bench: $(STAMP)
 	  systemctl disable --now ctdb 2>/dev/null || true; fi
 	$(PY) -m bench
 	$(PY) -m bench.cluster
+	$(PY) -m bench.services
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

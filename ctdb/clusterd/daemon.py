@@ -351,7 +351,11 @@ class Clusterd(Daemon):
         hb: Heartbeat = msg.body
         if hb.pnn != msg.src.node or hb.pnn == self.cluster.pnn:
             return
+        peer = self.cluster.peers.get(hb.pnn)
+        before = peer.hb if peer is not None else None
         self.cluster.on_heartbeat(hb, time.monotonic())
+        if before is None or (before.flags, before.runstate) != (hb.flags, hb.runstate):
+            self._wake.set()  # a node's state changed: publish the view now, not next tick
         if (hb.leader == hb.pnn == self.cluster.leader and hb.term >= self.cluster.term
                 and hb.generation != 1):
             self.cluster.generation = hb.generation  # follow the leader's generation

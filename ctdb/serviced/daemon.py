@@ -31,7 +31,6 @@ from ctdb.serviced.messages import (
 from ctdb.tdaemon import Daemon, handles
 from netfs import health
 from netfs.services import ServiceDef, services_from_conf
-from netfs.systemd import Systemd
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,9 @@ class Serviced(Daemon):
         if not self.defs:
             log.info("serviced: no services to manage")
             return
+        # D-Bus is loaded only when there is something to manage (memory: ~5 MB).
+        from netfs.systemd import Systemd  # noqa: PLC0415
+
         self.systemd = await Systemd().connect()
         units = [u for d in self.defs for u in d.units]
         await self.systemd.watch(units, self._unit_changed)
