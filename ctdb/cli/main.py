@@ -343,12 +343,19 @@ def cmd_pnn(s: Session) -> int:
 class NodeRow:
     """One node of the node map, with the flags to show."""
 
-    __slots__ = ("address", "flags", "pnn")
+    __slots__ = ("address", "flags", "partial", "pnn")
 
     def __init__(self, pnn: int, address: str, flags: int) -> None:
         self.pnn = pnn
         self.address = address
         self.flags = flags
+        self.partial = False  # OK, but some public interfaces are down
+
+    @property
+    def text(self) -> str:
+        from ctdb.clusterd.flags import flags_text
+
+        return "PARTIALLYONLINE" if self.partial and not self.flags else flags_text(self.flags)
 
 
 def _view(s: Session, pnn: int | None = None) -> Any:
@@ -375,11 +382,30 @@ def _nodemap(s: Session, view: Any) -> list[NodeRow]:
         if early and n.pnn != view.pnn and not flags & (DELETED | DISCONNECTED):
             flags = UNKNOWN
         rows.append(NodeRow(n.pnn, n.address, flags))
+    _mark_partial(s, rows)
     return rows
 
 
+def _mark_partial(s: Session, rows: list[NodeRow]) -> None:
+    """PARTIALLYONLINE, as CTDB's tool finds it: an OK node with some public interfaces
+    down, asked of each OK node's failoverd (at once)."""
+    from ctdb.failoverd.messages import IfacesRequest
+    from ctdb.protocol import Address, Service
+
+    client = s.client
+    asked = [(r, client.send_request(Address(r.pnn, Service.FAILOVERD), IfacesRequest()))
+             for r in rows if not r.flags]
+    deadline = time.monotonic() + min(s.opts.timeout, 2.0)
+    for row, rid in asked:
+        try:
+            reply = client.wait_reply(rid, deadline, f"node {row.pnn}")
+        except CtdbError:
+            continue  # no answer about interfaces: show the flags alone
+        ups = [i.up for i in getattr(reply, "interfaces", [])]
+        row.partial = any(ups) and not all(ups)
+
+
 def _print_nodes(s: Session, rows: list[NodeRow], me: int, header: bool) -> None:
-    from ctdb.clusterd.flags import flags_text
 
     live = [r for r in rows if not r.flags & DELETED]
     if s.opts.machine:
@@ -390,7 +416,7 @@ def _print_nodes(s: Session, rows: list[NodeRow], me: int, header: bool) -> None
             _machine(s.opts, [r.pnn, r.address] + [
                 int(bool(f & bit)) for bit in
                 (DISCONNECTED, UNKNOWN, BANNED, PERMANENTLY_DISABLED, UNHEALTHY, STOPPED)
-            ] + [int(bool(f & INACTIVE)), 0, "Y" if r.pnn == me else "N"])
+            ] + [int(bool(f & INACTIVE)), int(r.partial), "Y" if r.pnn == me else "N"])
         return
     if header:
         deleted = len(rows) - len(live)
@@ -398,14 +424,15 @@ def _print_nodes(s: Session, rows: list[NodeRow], me: int, header: bool) -> None
         _out(f"Number of nodes:{len(rows)}{extra}")
     for r in live:
         this = " (THIS NODE)" if r.pnn == me else ""
-        _out(f"pnn:{r.pnn} {r.address:<16} {flags_text(r.flags)}{this}")
+        _out(f"pnn:{r.pnn} {r.address:<16} {r.text}{this}")
 
 
 def _rows_json(rows: list[NodeRow], me: int) -> list[dict[str, Any]]:
-    from ctdb.clusterd.flags import flag_words, flags_text
+    from ctdb.clusterd.flags import flag_words
 
-    return [{"pnn": r.pnn, "address": r.address, "state": flags_text(r.flags),
-             "flags": flag_words(r.flags), "flag_bits": r.flags, "this_node": r.pnn == me}
+    return [{"pnn": r.pnn, "address": r.address, "state": r.text,
+             "flags": flag_words(r.flags), "flag_bits": r.flags,
+             "partially_online": r.partial, "this_node": r.pnn == me}
             for r in rows]
 
 

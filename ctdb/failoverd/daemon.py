@@ -19,11 +19,12 @@ from typing import Any
 
 from ctdb import logs
 from ctdb.clusterd.flags import NO_NODE, NodeFlag, Runstate
-from ctdb.clusterd.messages import ClusterView, ClusterViewRequest, Heartbeat
+from ctdb.clusterd.messages import ClusterView, ClusterViewRequest, HealthReport, Heartbeat
 from ctdb.config.tunables import TUNABLES, heartbeat_timing
 from ctdb.errors import CtdbError
 from ctdb.eventd.client import run_event
 from ctdb.failoverd import alloc
+from ctdb.failoverd.links import hostable, link_health
 from ctdb.failoverd.messages import (
     UNHOSTED,
     IfaceInfo,
@@ -39,7 +40,13 @@ from ctdb.failoverd.messages import (
     ReleaseIP,
     TakeIP,
 )
-from ctdb.failoverd.netlink import Netlink, gratuitous_arp, unsolicited_na
+from ctdb.failoverd.netlink import (
+    LinkEvent,
+    Netlink,
+    NetlinkError,
+    gratuitous_arp,
+    unsolicited_na,
+)
 from ctdb.failoverd.takeover import free_after, may_hold, plan
 from ctdb.node import NodeContext
 from ctdb.protocol import NODE_ALL, NODE_CURRENT, Ack, Address, KeyValue, Message, Service
@@ -87,6 +94,7 @@ class Failoverd(Daemon):
         self.event_timeout = float(tunables["EventScriptTimeout"])
         self.netlink = Netlink()
         self.held: dict[str, str] = {}  # address -> interface it is on
+        self.links: dict[str, bool] = {}  # interface -> link up
         self.view: ClusterView | None = None
         self.leader_heard = 0.0
         self.leader_hears: frozenset[int] = frozenset()
@@ -117,6 +125,9 @@ class Failoverd(Daemon):
             if address in self.public:
                 await self.netlink.del_address(existing.interface, existing.address)
                 log.log(logs.NOTICE, "removed leftover public address %s", address)
+        self.links = await self.netlink.links()
+        self._links_changed()
+        self._own(self._link_loop())
         self._own(self._renew_loop())
         self._own(self._leader_loop())
         log.log(logs.NOTICE, "failoverd: %d public addresses, lease %d s%s", len(self.public),
@@ -238,9 +249,47 @@ class Failoverd(Daemon):
             log.error("releaseip event for %s failed", address)
 
     def _my_state(self) -> IPState:
+        up = set(hostable({a: p.interfaces for a, p in self.public.items()}, self.links))
         return IPState(self.pnn, [PublicIPInfo(str(p.address), ",".join(p.interfaces))
-                                  for p in self.public.values()],
+                                  for a, p in self.public.items() if a in up],
                        sorted(self.held))
+
+    # -- link state ------------------------------------------------------------------------
+    async def _link_loop(self) -> None:
+        """Follow the public interfaces' links from the kernel's events."""
+        stream = self.netlink.watch()
+        self.links = await self.netlink.links()  # what changed before the subscription
+        self._links_changed()
+        try:
+            while True:
+                try:
+                    event = await anext(stream)
+                except NetlinkError as exc:
+                    log.warning("%s", exc)  # events were lost: read the links again
+                    self.links = await self.netlink.links()
+                    self._links_changed()
+                    continue
+                except StopAsyncIteration:
+                    return
+                if isinstance(event, LinkEvent) and self.links.get(event.interface) != event.up:
+                    self.links[event.interface] = event.up
+                    if event.interface in self._interfaces():
+                        log.log(logs.NOTICE, "public interface %s is %s", event.interface,
+                                "up" if event.up else "down")
+                    self._links_changed()
+        finally:
+            stream.close()
+
+    def _interfaces(self) -> set[str]:
+        return {i for p in self.public.values() for i in p.interfaces}
+
+    def _links_changed(self) -> None:
+        """Tell clusterd (health input ``interfaces``) and the leader (hostable addresses)."""
+        healthy, reason = link_health(self._interfaces(), self.links)
+        if self.client is not None and self.client.connected:
+            self.client.send(Address(NODE_CURRENT, Service.CLUSTERD),
+                             HealthReport("interfaces", healthy, reason))
+        self._publish_state(force=True)
 
     def _publish_state(self, force: bool) -> None:
         state = self._my_state()

@@ -1,0 +1,66 @@
+"""Public interfaces' link state: pure rules, and a node whose public link goes down."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from ctdb.failoverd.links import hostable, link_health, partially_online
+from ctdb.sandbox.lab import Options, Sandbox, wait_for
+from ctdb.sandbox.topology import PUBLIC_IFACE
+
+
+@pytest.mark.parametrize(("links", "healthy", "partial"), [
+    ({"eth1": True, "eth2": True}, (True, ""), False),
+    ({"eth1": True, "eth2": False}, (True, ""), True),
+    ({"eth1": False, "eth2": False}, (False, "public interfaces down: eth1, eth2"), False),
+    ({"eth1": False}, (False, "public interfaces down: eth1, eth2"), False),  # eth2 missing
+    ({}, (False, "public interfaces down: eth1, eth2"), False),
+])
+def test_link_health(links: dict[str, bool], healthy: tuple[bool, str], partial: bool) -> None:
+    assert link_health(["eth2", "eth1", "eth1"], links) == healthy
+    assert partially_online(["eth1", "eth2"], links) is partial
+
+
+def test_link_health_without_public_interfaces() -> None:
+    assert link_health([], {}) == (True, "")
+    assert link_health(["eth1"], {"eth1": False}) == (False, "public interface down: eth1")
+
+
+def test_hostable_addresses() -> None:
+    public = {"198.18.2.10": ["eth1"], "198.18.2.11": ["eth2", "eth1"], "198.18.2.12": ["eth2"]}
+    assert hostable(public, {"eth1": True, "eth2": False}) == ["198.18.2.10", "198.18.2.11"]
+    assert hostable(public, {"eth1": False, "eth2": True}) == ["198.18.2.11", "198.18.2.12"]
+    assert hostable(public, {}) == []
+
+
+@pytest.fixture(scope="module")
+def sb() -> Iterator[Sandbox]:
+    with Sandbox(Options(name=f"l{os.getpid() % 100000}", nodes=2, public_ips=2)) as sandbox:
+        yield sandbox
+
+
+def state(sb: Sandbox, pnn: int) -> str:
+    doc = json.loads(sb.ctdb(0, "--json", "status", check=False).stdout or "{}")
+    return next((n["state"] for n in doc.get("nodes", []) if n["pnn"] == pnn), "")
+
+
+def held_by(sb: Sandbox, pnn: int) -> list[str]:
+    doc = json.loads(sb.ctdb(0, "--json", "ip", "all").stdout)
+    return [e["address"] for e in doc["ips"] if e["pnn"] == pnn]
+
+
+def test_public_link_down_makes_the_node_unhealthy_and_its_addresses_move(sb: Sandbox) -> None:
+    wait_for("one address on each node", lambda: held_by(sb, 0) and held_by(sb, 1))
+    sb.linkdown(1, PUBLIC_IFACE)
+    wait_for("node 1 UNHEALTHY", lambda: state(sb, 1) == "UNHEALTHY", timeout=5)
+    wait_for("both addresses on node 0", lambda: len(held_by(sb, 0)) == 2, timeout=10)
+    assert "node is UNHEALTHY (interfaces: public interface down: eth1)" in sb.log_text(1)
+    ifaces = sb.ctdb(1, "-X", "ifaces").stdout.splitlines()
+    assert ifaces == ["|Name|LinkStatus|References|", "|eth1|0|0|"]
+    sb.linkup(1, PUBLIC_IFACE)
+    wait_for("node 1 OK", lambda: state(sb, 1) == "OK", timeout=5)
+    wait_for("node 1 hosting again", lambda: held_by(sb, 1), timeout=10)
