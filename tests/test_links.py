@@ -1,9 +1,11 @@
-"""Public interfaces' link state: pure rules, and a node whose public link goes down."""
+"""A node's public interfaces and addresses changing while it runs: link state (pure
+rules, and a node whose public link goes down), ipinfo, addip/delip, reloadips."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -64,3 +66,52 @@ def test_public_link_down_makes_the_node_unhealthy_and_its_addresses_move(sb: Sa
     sb.linkup(1, PUBLIC_IFACE)
     wait_for("node 1 OK", lambda: state(sb, 1) == "OK", timeout=5)
     wait_for("node 1 hosting again", lambda: held_by(sb, 1), timeout=10)
+
+
+def netns_addresses(sb: Sandbox, pnn: int) -> str:
+    return subprocess.run(["ip", "-n", sb.topo.node(pnn).netns, "-o", "addr", "show", "dev",
+                           PUBLIC_IFACE], capture_output=True, text=True, check=True).stdout
+
+
+def test_ipinfo_addip_delip(sb: Sandbox) -> None:
+    ip = wait_for("an address on node 1", lambda: (held_by(sb, 1) or [None])[0])
+    info = sb.ctdb(1, "ipinfo", ip).stdout.splitlines()
+    assert info[:4] == [f"Public IP[{ip}] info on node 1", f"IP:{ip}", "CurrentNode:1",
+                        "NumInterfaces:1"]
+    assert info[4].startswith(f"Interface[1]: Name:{PUBLIC_IFACE} Link:up References:")
+    assert info[4].endswith(" (active)")
+    extra = ip.rsplit(".", 1)[0] + ".200"
+    sb.ctdb(1, "addip", f"{extra}/24", PUBLIC_IFACE)
+    wait_for(f"{extra} hosted by node 1", lambda: extra in held_by(sb, 1))
+    assert f" {extra}/24 " in netns_addresses(sb, 1)
+    again = sb.ctdb(1, "addip", f"{extra}/24", PUBLIC_IFACE, check=False)
+    assert (again.returncode, again.stderr.strip()) == (1, f"Node already knows about IP {extra}")
+    sb.ctdb(1, "delip", extra)
+    wait_for(f"{extra} gone", lambda: extra not in sb.ctdb(0, "ip", "all").stdout)
+    assert f" {extra}/24 " not in netns_addresses(sb, 1)
+    missing = sb.ctdb(1, "delip", extra, check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"Node does not know about IP {extra}"
+
+
+def test_reloadips_adds_and_releases(sb: Sandbox) -> None:
+    files = [sb.topo.node(p).base / "public_addresses" for p in (0, 1)]
+    original = [f.read_text() for f in files]
+    first = original[0].split()[0].split("/")[0]
+    extra = first.rsplit(".", 1)[0] + ".201"
+    try:
+        for f, text in zip(files, original, strict=True):
+            f.write_text(text + f"{extra}/24 {PUBLIC_IFACE}\n")
+        sb.ctdb(0, "reloadips")
+        wait_for(f"{extra} hosted", lambda: extra in held_by(sb, 0) + held_by(sb, 1))
+        holder = 0 if extra in held_by(sb, 0) else 1
+        for f, text in zip(files, original, strict=True):
+            f.write_text(text)
+        sb.ctdb(0, "reloadips", "0,1")
+        wait_for(f"{extra} released", lambda: extra not in sb.ctdb(0, "ip", "all").stdout)
+        assert f" {extra}/24 " not in netns_addresses(sb, holder)
+        bad = sb.ctdb(0, "reloadips", "7", check=False)
+        assert (bad.returncode, bad.stderr.strip()) == (1, "Node 7 does not exist")
+    finally:
+        for f, text in zip(files, original, strict=True):
+            f.write_text(text)

@@ -63,6 +63,9 @@ Commands:
   moveip IP PNN     move a public address to a node
   ifaces            the public interfaces, their link state and address count
   ipreallocate      the leader recomputes where public addresses go
+  reloadips [PNN-LIST]  nodes re-read public_addresses, then addresses are reallocated
+  addip IP/MASK IFACE | delip IP  offer / stop offering an address on a node (not saved)
+  ipinfo IP         an address's holder and interfaces
   event run|status|script ...  event scripts (``ctdb event`` for details)
   scriptstatus [EVENT]  the last run of a legacy event's scripts (default monitor)
   service list|status  the file services the node manages (smbd, NFS-Ganesha...)
@@ -185,11 +188,12 @@ class Session:
             raise CtdbError(f"Node {pnn} does not exist")
         return [pnn]
 
-    def replies(self, service: int, body: Any) -> list[tuple[int, Any]]:
-        """The replies from every target node; each failure is printed (one line) and
-        makes the command's exit code 1 (``rc``)."""
+    def replies(self, service: int, body: Any,
+                pnns: list[int] | None = None) -> list[tuple[int, Any]]:
+        """The replies from every target node (or *pnns*); each failure is printed (one
+        line) and makes the command's exit code 1 (``rc``)."""
         out = []
-        for pnn, reply in self.ask_all(service, body):
+        for pnn, reply, _ in self.ask_all_timed(service, body, pnns):
             if isinstance(reply, BaseException):
                 print(_node_error(pnn, reply), file=sys.stderr)
                 self.rc = 1
@@ -201,13 +205,14 @@ class Session:
         """Send *body* to *service* on every target at once; (pnn, reply or error)."""
         return [(pnn, reply) for pnn, reply, _ in self.ask_all_timed(service, body)]
 
-    def ask_all_timed(self, service: int, body: Any) -> list[tuple[int, Any, float]]:
-        """As ``ask_all``, with each reply's round-trip time in seconds."""
+    def ask_all_timed(self, service: int, body: Any,
+                      pnns: list[int] | None = None) -> list[tuple[int, Any, float]]:
+        """As ``ask_all`` (to *pnns* if given), with each reply's round-trip time."""
         from ctdb.protocol import Address
 
         client = self.client  # connect and register before any clock starts
         sent = []
-        for pnn in self.targets():
+        for pnn in self.targets() if pnns is None else pnns:
             started = time.monotonic()
             sent.append((pnn, client.send_request(Address(pnn, service), body), started))
         results: list[tuple[int, Any, float]] = []
@@ -843,6 +848,97 @@ def cmd_setdebug(s: Session) -> int:
     return s.rc
 
 
+def _reallocate(s: Session) -> None:
+    from ctdb.failoverd.messages import IPReallocateRequest
+    from ctdb.protocol import NODE_LEADER, Address, Service
+
+    s.client.request(Address(NODE_LEADER, Service.FAILOVERD), IPReallocateRequest(),
+                     s.opts.timeout)
+
+
+def cmd_reloadips(s: Session) -> int:
+    """CTDB's ``reloadips [PNN-LIST]``: nodes re-read public_addresses, then a takeover run."""
+    from ctdb.failoverd.messages import ReloadIPsRequest
+    from ctdb.protocol import Service
+
+    if len(s.opts.args) > 1:
+        raise UsageError("reloadips takes at most a list of nodes")
+    wanted = s.live_nodes()
+    if s.opts.args:
+        try:
+            wanted = [int(p) for p in s.opts.args[0].split(",")]
+        except ValueError:
+            raise UsageError(f"invalid node list {s.opts.args[0]!r}") from None
+        missing = set(wanted) - set(s.live_nodes())
+        if missing:
+            raise CtdbError(f"Node {min(missing)} does not exist")
+    for pnn, reply in s.replies(Service.FAILOVERD, ReloadIPsRequest(), wanted):
+        if reply.added or reply.removed:
+            print(f"node {pnn}: added {', '.join(reply.added) or 'none'}; removed "
+                  f"{', '.join(reply.removed) or 'none'}", file=sys.stderr)
+    _reallocate(s)
+    return s.rc
+
+
+def _one_node(s: Session) -> int:
+    from ctdb.protocol import NODE_CURRENT
+
+    return NODE_CURRENT if s.opts.node is None else s.targets()[0]
+
+
+def cmd_addip(s: Session) -> int:
+    from ctdb.failoverd.messages import AddIPRequest
+    from ctdb.protocol import Address, Service
+
+    if len(s.opts.args) != 2:
+        raise UsageError("addip needs IP/MASK and an interface")
+    s.client.request(Address(_one_node(s), Service.FAILOVERD),
+                     AddIPRequest(s.opts.args[0], s.opts.args[1]), s.opts.timeout)
+    _reallocate(s)
+    return 0
+
+
+def cmd_delip(s: Session) -> int:
+    from ctdb.failoverd.messages import DelIPRequest
+    from ctdb.protocol import Address, Service
+
+    if len(s.opts.args) != 1:
+        raise UsageError("delip needs an IP")
+    s.client.request(Address(_one_node(s), Service.FAILOVERD), DelIPRequest(s.opts.args[0]),
+                     s.opts.timeout)
+    _reallocate(s)
+    return 0
+
+
+def cmd_ipinfo(s: Session) -> int:
+    """CTDB's ``ipinfo IP``: who holds it and its interfaces, as seen from a node."""
+    from ctdb.failoverd.messages import UNHOSTED, IfacesRequest, IPListRequest
+    from ctdb.protocol import Address, Service
+
+    if len(s.opts.args) != 1:
+        raise UsageError("ipinfo needs an IP")
+    node = _one_node(s)
+    ips = s.client.request(Address(node, Service.FAILOVERD), IPListRequest(), s.opts.timeout)
+    entry = next((e for e in ips.ips if e.address == s.opts.args[0] and e.local), None)
+    if entry is None:
+        raise CtdbError(f"Node {ips.pnn} does not know about IP {s.opts.args[0]}")
+    ifaces = s.client.request(Address(node, Service.FAILOVERD), IfacesRequest(),
+                              s.opts.timeout)
+    links = {i.name: i for i in ifaces.interfaces}
+    names = [n for n in entry.interfaces.split(",") if n]
+    _out(f"Public IP[{entry.address}] info on node {ips.pnn}")
+    _out(f"IP:{entry.address}")
+    _out(f"CurrentNode:{-1 if entry.pnn == UNHOSTED else entry.pnn}")
+    _out(f"NumInterfaces:{len(names)}")
+    for i, name in enumerate(names, 1):
+        info = links.get(name)
+        link = "up" if info is not None and info.up else "down"
+        refs = info.references if info is not None else 0
+        active = " (active)" if name == entry.active else ""
+        _out(f"Interface[{i}]: Name:{name} Link:{link} References:{refs}{active}")
+    return 0
+
+
 def cmd_checktcpport(s: Session) -> int:
     """CTDB's ``checktcpport PORT``: 0 when the port is free, 98 (EADDRINUSE) when taken.
 
@@ -916,6 +1012,10 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "ipreallocate": cmd_ipreallocate,
     "event": cmd_event,
     "checktcpport": cmd_checktcpport,
+    "reloadips": cmd_reloadips,
+    "addip": cmd_addip,
+    "delip": cmd_delip,
+    "ipinfo": cmd_ipinfo,
     "scriptstatus": cmd_scriptstatus,
     "service": cmd_service,
 }

@@ -20,13 +20,21 @@ from typing import Any
 from ctdb import logs
 from ctdb.clusterd.flags import NO_NODE, NodeFlag, Runstate
 from ctdb.clusterd.messages import ClusterView, ClusterViewRequest, HealthReport, Heartbeat
+from ctdb.config.paths import PUBLIC_ADDRESSES_FILE
+from ctdb.config.public_addresses import (
+    PublicAddress,
+    load_public_addresses,
+    parse_public_addresses,
+)
 from ctdb.config.tunables import TUNABLES, heartbeat_timing
-from ctdb.errors import CtdbError
+from ctdb.errors import ConfigError, CtdbError
 from ctdb.eventd.client import run_event
 from ctdb.failoverd import alloc
 from ctdb.failoverd.links import hostable, link_health
 from ctdb.failoverd.messages import (
     UNHOSTED,
+    AddIPRequest,
+    DelIPRequest,
     IfaceInfo,
     IfacesReply,
     IfacesRequest,
@@ -36,8 +44,10 @@ from ctdb.failoverd.messages import (
     IPReallocateRequest,
     IPState,
     MoveIPRequest,
+    PublicChanged,
     PublicIPInfo,
     ReleaseIP,
+    ReloadIPsRequest,
     TakeIP,
 )
 from ctdb.failoverd.netlink import (
@@ -407,6 +417,50 @@ class Failoverd(Daemon):
         self.pinned[_ip(body.address)] = body.pnn
         await self._takeover_run()
         return Ack()
+
+    # -- changing the public addresses -----------------------------------------------------
+    async def _set_public(self, new: dict[str, PublicAddress]) -> PublicChanged:
+        """Offer *new* from now on: addresses no longer offered are released first."""
+        removed = sorted(set(self.public) - set(new), key=_sort_key)
+        added = sorted(set(new) - set(self.public), key=_sort_key)
+        for address in removed:
+            await self._drop(address, event="background")
+        self.public = new
+        if removed or added:
+            log.log(logs.NOTICE, "public addresses: added %s, removed %s",
+                    ", ".join(added) or "none", ", ".join(removed) or "none")
+        self._links_changed()  # offers what is hostable now, tells the leader
+        return PublicChanged(added, removed)
+
+    @handles(ReloadIPsRequest)
+    async def _reload_ips(self, _msg: Message) -> PublicChanged:
+        path = self.node.config.base / PUBLIC_ADDRESSES_FILE
+        try:
+            entries = load_public_addresses(path)
+        except FileNotFoundError:
+            entries = []
+        except (OSError, ConfigError) as exc:
+            raise CtdbError(f"cannot reload {path}: {exc}") from None
+        return await self._set_public({_ip(str(p.address)): p for p in entries})
+
+    @handles(AddIPRequest)
+    async def _add_ip(self, msg: Message) -> PublicChanged:
+        body: AddIPRequest = msg.body
+        try:
+            entry = parse_public_addresses(f"{body.address} {body.interfaces}\n", "addip")[0]
+        except (ConfigError, IndexError) as exc:
+            raise CtdbError(str(exc)) from None
+        address = _ip(str(entry.address))
+        if address in self.public:
+            raise CtdbError(f"Node already knows about IP {address}")
+        return await self._set_public({**self.public, address: entry})
+
+    @handles(DelIPRequest)
+    async def _del_ip(self, msg: Message) -> PublicChanged:
+        address = _ip(msg.body.address)
+        if address not in self.public:
+            raise CtdbError(f"Node does not know about IP {address}")
+        return await self._set_public({a: p for a, p in self.public.items() if a != address})
 
     @handles(IPReallocateRequest)
     async def _reallocate(self, _msg: Message) -> Ack:

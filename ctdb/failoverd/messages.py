@@ -86,3 +86,32 @@ class IfacesRequest:
 class IfacesReply:
     pnn: U32
     interfaces: list[IfaceInfo]
+
+
+@message(0x0409)
+class ReloadIPsRequest:
+    """Re-read this node's public_addresses (``ctdb reloadips``): addresses gone from the
+    file are released, new ones offered."""
+
+
+@message(0x040A)
+class AddIPRequest:
+    """Offer one more address on this node until ctdbd restarts (``ctdb addip``)."""
+
+    address: str  # with prefix
+    interfaces: str  # "eth1,eth2"
+
+
+@message(0x040B)
+class DelIPRequest:
+    """Stop offering an address on this node, releasing it first (``ctdb delip``)."""
+
+    address: str
+
+
+@message(0x040C)
+class PublicChanged:
+    """What reloadips/addip/delip changed on a node."""
+
+    added: list[str]
+    removed: list[str]
