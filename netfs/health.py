@@ -29,6 +29,8 @@ class TcpSocket:
     address: str
     port: int
     state: int
+    remote: str = ""  # the peer, for connected sockets
+    remote_port: int = 0
 
 
 def _address(text: str, byteorder: Literal["little", "big"]) -> str:
@@ -55,8 +57,10 @@ def parse_proc_net_tcp(text: str, byteorder: Literal["little", "big"] = sys.byte
             continue  # the header, or garbage
         try:
             addr, _, port = fields[1].partition(":")
+            raddr, _, rport = fields[2].partition(":")
             found.append(TcpSocket(_address(addr, byteorder), int(port, 16),
-                                   int(fields[3], 16)))
+                                   int(fields[3], 16), _address(raddr, byteorder),
+                                   int(rport, 16)))
         except ValueError:
             continue
     return found

@@ -26,17 +26,17 @@ def row(local: str, st: str = "0A", remote: str = "00000000:0000", n: int = 0) -
 
 
 TCP_ROWS: list[tuple[str, str, TcpSocket | None]] = [
-    ("any v4 listening on 445", row("00000000:01BD"), TcpSocket("0.0.0.0", 445, 0x0A)),
+    ("any v4 listening on 445", row("00000000:01BD"), TcpSocket("0.0.0.0", 445, 0x0A, "0.0.0.0")),
     ("198.18.2.1:445 (little-endian word)", row("010212C6:01BD"),
-     TcpSocket("198.18.2.1", 445, 0x0A)),
+     TcpSocket("198.18.2.1", 445, 0x0A, "0.0.0.0")),
     ("loopback established", row("0100007F:A5D2", "01", "0100007F:01BD"),
-     TcpSocket("127.0.0.1", 42450, 0x01)),
-    ("any v6", row("00000000000000000000000000000000:01BD"), TcpSocket("::", 445, 0x0A)),
-    ("::1", row("00000000000000000000000001000000:0801"), TcpSocket("::1", 2049, 0x0A)),
+     TcpSocket("127.0.0.1", 42450, 0x01, "127.0.0.1", 445)),
+    ("any v6", row("00000000000000000000000000000000:01BD"), TcpSocket("::", 445, 0x0A, "0.0.0.0")),
+    ("::1", row("00000000000000000000000001000000:0801"), TcpSocket("::1", 2049, 0x0A, "0.0.0.0")),
     ("v4-mapped", row("0000000000000000FFFF0000010212C6:01BD"),
-     TcpSocket("::ffff:198.18.2.1", 445, 0x0A)),
+     TcpSocket("::ffff:198.18.2.1", 445, 0x0A, "0.0.0.0")),
     ("2001:2::1", row("02000120000000000000000001000000:01BD"),
-     TcpSocket("2001:2::1", 445, 0x0A)),
+     TcpSocket("2001:2::1", 445, 0x0A, "0.0.0.0")),
     ("header", HEADER, None),
     ("truncated", "   3: 00000000:01BD", None),
     ("odd address", row("0000000:01BD"), None),
@@ -55,7 +55,7 @@ def test_proc_net_tcp_rows(line: str, expected: TcpSocket | None) -> None:
 
 def test_big_endian_words() -> None:
     assert health.parse_proc_net_tcp(row("C6120201:01BD"), "big") == [
-        TcpSocket("198.18.2.1", 445, 0x0A)]
+        TcpSocket("198.18.2.1", 445, 0x0A, "0.0.0.0")]
 
 
 def test_listening_picks_listen_state_and_port() -> None:

@@ -66,6 +66,8 @@ Commands:
   reloadips [PNN-LIST]  nodes re-read public_addresses, then addresses are reallocated
   addip IP/MASK IFACE | delip IP  offer / stop offering an address on a node (not saved)
   ipinfo IP         an address's holder and interfaces
+  gettickles IP [PORT]  clients' TCP connections to a public address, cluster-wide
+  tickle SRC:PORT DST:PORT  send a tickle ACK so the client (SRC) resets the connection
   event run|status|script ...  event scripts (``ctdb event`` for details)
   scriptstatus [EVENT]  the last run of a legacy event's scripts (default monitor)
   service list|status  the file services the node manages (smbd, NFS-Ganesha...)
@@ -939,6 +941,62 @@ def cmd_ipinfo(s: Session) -> int:
     return 0
 
 
+def cmd_gettickles(s: Session) -> int:
+    """CTDB's ``gettickles IP [PORT]``: the clients' connections known for an address."""
+    from ctdb.failoverd.messages import GetTicklesRequest
+    from ctdb.protocol import Address, Service
+
+    args = s.opts.args
+    if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
+        raise UsageError("gettickles needs an IP and optionally a port")
+    reply = s.client.request(Address(_one_node(s), Service.FAILOVERD),
+                             GetTicklesRequest(args[0], int(args[1]) if len(args) == 2 else 0),
+                             s.opts.timeout)
+    if s.opts.machine:
+        _machine(s.opts, ["Source IP", "Port", "Destiation IP", "Port"])  # sic, as CTDB
+        for c in reply.conns:
+            _machine(s.opts, [c.client, c.client_port, c.server, c.server_port])
+        return 0
+    _out(f"Connections for IP: {reply.address}")
+    _out(f"Num connections: {len(reply.conns)}")
+    for c in reply.conns:
+        _out(f"SRC: {c.client}:{c.client_port}   DST: {c.server}:{c.server_port}")
+    return 0
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    import ipaddress
+
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        return host, int(port)
+    except ValueError:
+        raise UsageError(f"invalid endpoint {text!r}: expected IP:PORT") from None
+
+
+def cmd_tickle(s: Session) -> int:
+    """CTDB's ``tickle SRC:PORT DST:PORT`` (or pairs on stdin): a tickle ACK from DST (the
+    server side) to SRC (the client), so the client resets the connection."""
+    from ctdb.failoverd.tickle import Conn, send_tickles
+
+    if len(s.opts.args) == 2:
+        pairs = [s.opts.args]
+    elif not s.opts.args:
+        pairs = [ln.split() for ln in sys.stdin if ln.strip() and not ln.startswith("#")]
+    else:
+        raise UsageError("tickle needs SRC:PORT DST:PORT, or pairs on stdin")
+    conns = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise UsageError(f"invalid connection {' '.join(pair)!r}")
+        (client, cport), (server, sport) = _endpoint(pair[0]), _endpoint(pair[1])
+        conns.append(Conn(server, sport, client, cport))
+    send_tickles(conns, count=1)
+    return 0
+
+
 def cmd_checktcpport(s: Session) -> int:
     """CTDB's ``checktcpport PORT``: 0 when the port is free, 98 (EADDRINUSE) when taken.
 
@@ -1016,6 +1074,8 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "addip": cmd_addip,
     "delip": cmd_delip,
     "ipinfo": cmd_ipinfo,
+    "gettickles": cmd_gettickles,
+    "tickle": cmd_tickle,
     "scriptstatus": cmd_scriptstatus,
     "service": cmd_service,
 }

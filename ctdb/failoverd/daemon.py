@@ -34,7 +34,9 @@ from ctdb.failoverd.links import hostable, link_health
 from ctdb.failoverd.messages import (
     UNHOSTED,
     AddIPRequest,
+    ConnInfo,
     DelIPRequest,
+    GetTicklesRequest,
     IfaceInfo,
     IfacesReply,
     IfacesRequest,
@@ -49,6 +51,8 @@ from ctdb.failoverd.messages import (
     ReleaseIP,
     ReloadIPsRequest,
     TakeIP,
+    TickleList,
+    Tickles,
 )
 from ctdb.failoverd.netlink import (
     LinkEvent,
@@ -58,6 +62,7 @@ from ctdb.failoverd.netlink import (
     unsolicited_na,
 )
 from ctdb.failoverd.takeover import free_after, may_hold, plan
+from ctdb.failoverd.tickle import TICKLE_COUNT, Conn, read_connections, send_tickles
 from ctdb.node import NodeContext
 from ctdb.protocol import NODE_ALL, NODE_CURRENT, Ack, Address, KeyValue, Message, Service
 from ctdb.tdaemon import Daemon, handles
@@ -69,6 +74,8 @@ log = logging.getLogger(__name__)
 MARGIN = 1.2
 STATE_INTERVAL = 0.5  # seconds between IPState broadcasts
 GARP_COUNT = 3
+TRACK_INTERVAL = 0.5  # seconds between reads of this node's connections
+TRACK_REFRESH = 5.0  # seconds after which an unchanged list is sent again
 WAITING_POLL = 0.01  # seconds between takeover runs while a lost node's lease lapses
 
 
@@ -81,7 +88,7 @@ def _ip(text: str) -> str:
 class Failoverd(Daemon):
     name = "failoverd"
     service = Service.FAILOVERD
-    subscriptions = (Heartbeat, ClusterView, IPState)
+    subscriptions = (Heartbeat, ClusterView, IPState, Tickles)
 
     def __init__(self, node: NodeContext) -> None:
         super().__init__(node.run_dir)
@@ -105,6 +112,7 @@ class Failoverd(Daemon):
         self.netlink = Netlink()
         self.held: dict[str, str] = {}  # address -> interface it is on
         self.links: dict[str, bool] = {}  # interface -> link up
+        self.conns: dict[int, frozenset[Conn]] = {}  # each node's connections to its addresses
         self.view: ClusterView | None = None
         self.leader_heard = 0.0
         self.leader_hears: frozenset[int] = frozenset()
@@ -138,6 +146,7 @@ class Failoverd(Daemon):
         self.links = await self.netlink.links()
         self._links_changed()
         self._own(self._link_loop())
+        self._own(self._track_loop())
         self._own(self._renew_loop())
         self._own(self._leader_loop())
         log.log(logs.NOTICE, "failoverd: %d public addresses, lease %d s%s", len(self.public),
@@ -202,6 +211,7 @@ class Failoverd(Daemon):
             self.held[address] = iface
         log.log(logs.NOTICE, "took %s on %s", entry.address, iface)
         self._own(self._announce(iface, entry.address.ip))
+        self._own(self._tickle(address))
         self._publish_state(force=True)
         if not await self._event("takeip", iface, entry.address):
             await self._drop(address, event="none")
@@ -263,6 +273,59 @@ class Failoverd(Daemon):
         return IPState(self.pnn, [PublicIPInfo(str(p.address), ",".join(p.interfaces))
                                   for a, p in self.public.items() if a in up],
                        sorted(self.held))
+
+    # -- connections and tickle ACKs (the conntrackd role) -----------------------------------
+    async def _track_loop(self) -> None:
+        """Share the connections to the addresses held here: on change, and now and then
+        for nodes that came late."""
+        last: frozenset[Conn] | None = None
+        sent = 0.0
+        while True:
+            conns = frozenset(read_connections(self.held)) if self.held else frozenset()
+            now = time.monotonic()
+            if (conns != last or now - sent > TRACK_REFRESH) and self.client is not None \
+                    and self.client.connected:
+                self.conns[self.pnn] = conns
+                self.client.publish(Tickles(self.pnn, [ConnInfo(c.server, c.server_port,
+                                                                c.client, c.client_port)
+                                                       for c in sorted(conns)]), NODE_ALL)
+                last, sent = conns, now
+            await asyncio.sleep(TRACK_INTERVAL)
+
+    @handles(Tickles)
+    def _tickles(self, msg: Message) -> None:
+        body: Tickles = msg.body
+        if body.pnn == msg.src.node and body.pnn != self.pnn:
+            self.conns[body.pnn] = frozenset(
+                Conn(c.server, c.server_port, c.client, c.client_port) for c in body.conns)
+
+    def _known(self, address: str, port: int = 0, others_only: bool = False) -> set[Conn]:
+        return {c for pnn, conns in self.conns.items() if not (others_only and pnn == self.pnn)
+                for c in conns if c.server == address and port in (0, c.server_port)}
+
+    async def _tickle(self, address: str) -> None:
+        """The previous holder's clients of *address*: reset them so they reconnect."""
+        conns = self._known(address, others_only=True)
+        if not conns:
+            return
+        sent = 0
+        try:
+            for i in range(TICKLE_COUNT):  # spaced as the ARP announcements are
+                sent += await asyncio.to_thread(send_tickles, conns, 1)
+                if i + 1 < TICKLE_COUNT:
+                    await asyncio.sleep(0.1 * (i + 1))
+        except OSError as exc:
+            log.error("cannot send tickle ACKs for %s: %s", address, exc)  # noqa: TRY400
+            return
+        log.log(logs.NOTICE, "sent %d tickle ACKs to %d clients of %s", sent, len(conns),
+                address)
+
+    @handles(GetTicklesRequest)
+    def _get_tickles(self, msg: Message) -> TickleList:
+        body: GetTicklesRequest = msg.body
+        return TickleList(body.address, [ConnInfo(c.server, c.server_port, c.client,
+                                                  c.client_port)
+                                         for c in sorted(self._known(body.address, body.port))])
 
     # -- link state ------------------------------------------------------------------------
     async def _link_loop(self) -> None:

@@ -115,3 +115,34 @@ class PublicChanged:
 
     added: list[str]
     removed: list[str]
+
+
+@struct
+class ConnInfo:
+    server: str  # the public address
+    server_port: U32
+    client: str
+    client_port: U32
+
+
+@message(0x040D)
+class Tickles:
+    """Every node tells every other the TCP connections to the addresses it holds, so
+    whoever takes an address over can tickle its clients (see failoverd.tickle)."""
+
+    pnn: U32
+    conns: list[ConnInfo]
+
+
+@message(0x040E)
+class GetTicklesRequest:
+    """The known connections to an address (``ctdb gettickles IP [PORT]``; port 0: any)."""
+
+    address: str
+    port: U32 = 0
+
+
+@message(0x040F)
+class TickleList:
+    address: str
+    conns: list[ConnInfo]
