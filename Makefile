@@ -9,11 +9,11 @@ APT := apt-get -o DPkg::Lock::Timeout=600 -y -q
 DEB_PACKAGES := python3 python3-venv python3-dev python3-pyroute2 iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client \
 	ctdb samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils \
 	debhelper dh-python pybuild-plugin-pyproject python3-all rpm lintian \
-	ansible ansible-lint openssh-server
+	ansible ansible-lint openssh-server python3-dbus-next
 BENCH_DEB_PACKAGES := ethtool socat
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean apt
+.PHONY: install demo test bench lint clean apt packages
 
 $(STAMP): pyproject.toml Makefile
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -45,6 +45,9 @@ bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.cluster
 	$(PY) -m bench.services
+
+packages: $(STAMP)
+	packaging/build.sh build/packages
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

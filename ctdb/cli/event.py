@@ -33,7 +33,9 @@ def _usage() -> int:
 def _dirs(s: Session, component: str) -> tuple[Path, Path]:
     from pathlib import Path
 
-    data = Path(os.environ.get("CTDB_SCRIPTS_DATA_DIR") or "/usr/share/ctdb")
+    from ctdb.config.paths import SCRIPTS_DATA_DIR
+
+    data = Path(os.environ.get("CTDB_SCRIPTS_DATA_DIR") or SCRIPTS_DATA_DIR)
     return s.config.base / "events" / component, data / "events" / component
 
 

@@ -20,6 +20,9 @@ PUBLIC_ADDRESSES_FILE = "public_addresses"
 TUNABLES_FILE = "ctdb.tunables"
 SCRIPT_OPTIONS_FILE = "script.options"
 KEY_FILE = "cluster.key"
+# Where the package keeps the event scripts it ships (CTDB's CTDB_SCRIPTS_DATA_DIR);
+# `ctdb event script enable` links them into CTDB_BASE/events/<component>/.
+SCRIPTS_DATA_DIR = Path("/usr/share/pyctdb")
 
 
 def ctdb_base(env: Mapping[str, str] | None = None) -> Path:

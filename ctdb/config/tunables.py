@@ -132,6 +132,10 @@ PYCTDB_TUNABLES: tuple[TunableSpec, ...] = (
                 "Seconds a node's public addresses live in its kernel without renewal "
                 "(pyctdb): bounds how long a lost node may still answer for them.",
                 minimum=1, maximum=60, pyctdb=True),
+    TunableSpec("IPGateMs", 300,
+                "Milliseconds a node's public IPv4 addresses stay reachable without renewal, "
+                "enforced by nftables (pyctdb): bounds forced moves; 0 turns the gate off.",
+                minimum=0, maximum=60000, pyctdb=True),
     TunableSpec("HeartbeatLimit", 4,
                 "Heartbeat intervals without a word from a node before it is DISCONNECTED "
                 "(pyctdb). Unless set, an explicit KeepaliveLimit takes its place.",

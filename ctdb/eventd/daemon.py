@@ -26,6 +26,7 @@ from ctdb.clusterd.messages import (
     ListTunablesRequest,
     RecoveryStepRequest,
 )
+from ctdb.config.paths import SCRIPTS_DATA_DIR
 from ctdb.config.tunables import TUNABLES
 from ctdb.errors import CtdbError, FatalError
 from ctdb.eventd import policy
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 LEGACY = "legacy"  # the component ctdbd's own events go to, as in CTDB
 SHUTDOWN_TIMEOUT = 4.0  # seconds for the shutdown event (masterd's stop timeout is 5 s)
-DATA_DIR = Path("/usr/share/ctdb")  # where a package ships its scripts (CTDB_SCRIPTS_DATA_DIR)
 
 
 def script_env(node: NodeContext) -> dict[str, str]:
@@ -52,7 +52,7 @@ def script_env(node: NodeContext) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([bindir, env.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin"])
     env["CTDB_BASE"] = str(base)
     env["CTDB_SCRIPT_VARDIR"] = str(node.state_dir / "scripts")
-    env.setdefault("CTDB_SCRIPTS_DATA_DIR", str(DATA_DIR))
+    env.setdefault("CTDB_SCRIPTS_DATA_DIR", str(SCRIPTS_DATA_DIR))
     env["CTDB_HELPER_BINDIR"] = bindir  # ctdb-config
     env["CTDB"] = str(Path(bindir) / "ctdb")  # CTDB's functions default to /usr/bin/ctdb
     return env

@@ -4,7 +4,8 @@ A script is a file named ``NN.name.script`` (two digits, a dot, a name, ``.scrip
 known by ``NN.name``; scripts run in the order of their names; a script is enabled
 when it is executable (a symlink counts by its target).  Enabling a script that is
 not there yet links it in from the data directory's ``events/<component>/``, where a
-package keeps the scripts it ships (Samba's ``/usr/share/ctdb/events/legacy``);
+package keeps the scripts it ships (pyctdb's ``/usr/share/pyctdb/events/legacy``,
+Samba's ``/usr/share/ctdb/events/legacy``, chosen by ``CTDB_SCRIPTS_DATA_DIR``);
 disabling a link into the data directory removes the link, disabling any other
 script clears its execute bits.
 """

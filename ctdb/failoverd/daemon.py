@@ -30,6 +30,7 @@ from ctdb.config.tunables import TUNABLES, heartbeat_timing
 from ctdb.errors import ConfigError, CtdbError
 from ctdb.eventd.client import run_event
 from ctdb.failoverd import alloc
+from ctdb.failoverd.gate import Gate
 from ctdb.failoverd.links import hostable, link_health
 from ctdb.failoverd.messages import (
     UNHOSTED,
@@ -72,6 +73,8 @@ log = logging.getLogger(__name__)
 # Seconds added to every lease bound: the kernel checks address lifetimes lazily, so a
 # lapsed lease can outlive its valid_lft by up to ~1.1 s (docs/netlink.md).
 MARGIN = 1.2
+GATE_MARGIN = 0.05  # seconds added to the gate's bound (nftables checks expiry on lookup)
+GATE_RENEWALS = 4  # renewals of the gate per IPGateMs
 STATE_INTERVAL = 0.5  # seconds between IPState broadcasts
 GARP_COUNT = 3
 TRACK_INTERVAL = 0.5  # seconds between reads of this node's connections
@@ -107,6 +110,8 @@ class Failoverd(Daemon):
         # bound on a lost node's addresses grows with it, so keep it short.
         self.detection = 2 * interval
         self.lease = max(1, tunables.get("IPLeaseSeconds", 1))
+        self.gate = Gate(int(tunables.get("IPGateMs", 0)))
+        self.gate_ms = 0  # the gate's lease once it is installed
         self.takeover_timeout = float(tunables["TakeoverTimeout"])
         self.event_timeout = float(tunables["EventScriptTimeout"])
         self.netlink = Netlink()
@@ -137,6 +142,9 @@ class Failoverd(Daemon):
                 self._take_view(view)
             except CtdbError as exc:
                 log.info("no cluster view yet (%s); waiting for clusterd's broadcast", exc)
+        if await self.gate.open(self.public):
+            self.gate_ms = self.gate.timeout_ms
+            self._own(self._gate_loop())
         # A (re)starting node hosts nothing: drop configured addresses left behind.
         for existing in await self.netlink.addresses():
             address = str(existing.address.ip)
@@ -155,6 +163,7 @@ class Failoverd(Daemon):
     async def teardown(self) -> None:
         for address in list(self.held):
             await self._drop(address)
+        await self.gate.close()
         await self.netlink.close()
 
     # -- this node's leases --------------------------------------------------------------
@@ -207,6 +216,7 @@ class Failoverd(Daemon):
         if iface is None:
             raise CtdbError(f"no interface of {address} is up ({','.join(entry.interfaces)})")
         async with self._addresses:
+            self.gate.renew([*self.held, address])  # reachable the moment it is added
             await self.netlink.add_address(iface, entry.address, valid_lft=self.lease)
             self.held[address] = iface
         log.log(logs.NOTICE, "took %s on %s", entry.address, iface)
@@ -248,6 +258,7 @@ class Failoverd(Daemon):
             iface = self.held.pop(address, None)
             if iface is None:
                 return
+            self.gate.renew(self.held)  # dark at once, before the address goes
             entry = self.public.get(address)
             if entry is not None:
                 try:
@@ -272,7 +283,19 @@ class Failoverd(Daemon):
         up = set(hostable({a: p.interfaces for a, p in self.public.items()}, self.links))
         return IPState(self.pnn, [PublicIPInfo(str(p.address), ",".join(p.interfaces))
                                   for a, p in self.public.items() if a in up],
-                       sorted(self.held))
+                       sorted(self.held), self.gate_ms)
+
+    async def _gate_loop(self) -> None:
+        """Renew the gate's lease several times per lease while this node may hold its
+        addresses; stop renewing (they go dark within IPGateMs) when it may not."""
+        period = self.gate_ms / 1000 / GATE_RENEWALS
+        while True:
+            if not self.gate.active:
+                log.error("the nftables gate's nft process ended; starting it again")
+                await self.gate.open(self.public)
+            if self.held:
+                self.gate.renew(self.held if self._may_hold(time.monotonic()) else [])
+            await asyncio.sleep(period)
 
     # -- connections and tickle ACKs (the conntrackd role) -----------------------------------
     async def _track_loop(self) -> None:
@@ -489,6 +512,7 @@ class Failoverd(Daemon):
         for address in removed:
             await self._drop(address, event="background")
         self.public = new
+        self.gate.set_public(new)
         if removed or added:
             log.log(logs.NOTICE, "public addresses: added %s, removed %s",
                     ", ".join(added) or "none", ", ".join(removed) or "none")
@@ -608,8 +632,7 @@ class Failoverd(Daemon):
                     desired[address] = pnn
             current = self._current()
             reachable = frozenset(p for p in self.states if self._connected(p))
-            free_at = {p: free_after(t, detection=self.detection, lease=self.lease,
-                                     margin=MARGIN) for p, t in self.lost_at.items()}
+            free_at = {p: self._free_after(p, t) for p, t in self.lost_at.items()}
             moves = plan(current, desired, reachable, free_at, now)
             self._waiting = bool(moves.waiting)
             if not moves.releases and not moves.takes:
@@ -650,6 +673,17 @@ class Failoverd(Daemon):
             if not ok:
                 log.error("%s event failed on node %d", event, pnn)
 
+    def _free_after(self, pnn: int, lost_at: float) -> float:
+        """When a lost node's addresses are surely unreachable: its gate's lease when all
+        it holds is gated IPv4, else the kernel lifetime's (seconds, checked lazily)."""
+        state = self.states.get(pnn)
+        gated = state is not None and state.gate_ms > 0 and all(
+            ipaddress.ip_address(a).version == 4 for a in state.held)
+        if gated and state is not None:
+            return free_after(lost_at, detection=self.detection, lease=state.gate_ms / 1000,
+                              margin=GATE_MARGIN)
+        return free_after(lost_at, detection=self.detection, lease=self.lease, margin=MARGIN)
+
     def _full(self, address: str) -> str:
         for state in self.states.values():
             for info in state.can_host:
@@ -670,7 +704,8 @@ class Failoverd(Daemon):
 
     def status_items(self) -> list[KeyValue]:
         return [KeyValue("held", ", ".join(sorted(self.held)) or "-"),
-                KeyValue("lease", f"{self.lease} s")]
+                KeyValue("lease", f"{self.lease} s"),
+                KeyValue("gate", f"{self.gate_ms} ms" if self.gate_ms else "off")]
 
 
 def _sort_key(address: str) -> tuple[int, int]:

@@ -20,6 +20,7 @@ class IPState:
     pnn: U32
     can_host: list[PublicIPInfo]
     held: list[str]  # addresses without prefix
+    gate_ms: U32 = 0  # its IPv4 addresses go dark this long after its last renewal (0: no gate)
 
 
 @message(0x0401)

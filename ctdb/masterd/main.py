@@ -72,7 +72,23 @@ def release_ips(base: Path | None) -> int:
         return 1
     if removed:
         print(f"ctdbd: removed {removed} public address(es) left behind", file=sys.stderr)
+    _remove_gate()
     return 0
+
+
+def _remove_gate() -> None:
+    """failoverd's nftables gate (failoverd.gate), which a killed ctdbd leaves behind."""
+    import shutil
+    import subprocess
+
+    from ctdb.failoverd.gate import TABLE
+
+    nft = shutil.which("nft")
+    if nft is None:
+        return
+    for family in ("inet", "arp"):
+        subprocess.run([nft, "delete", "table", family, TABLE], capture_output=True,
+                       check=False)
 
 
 def main(argv: list[str] | None = None) -> int:

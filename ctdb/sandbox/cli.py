@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
                     " (nspawn backend)")
     up.add_argument("--lock", default="none", help="none, fcntl or etcd")
     up.add_argument("--impl", default="pyctdb", help="pyctdb, ctdb or keepalived")
+    up.add_argument("--no-pyctdb-unit", dest="pyctdb_unit", action="store_false",
+                    help="boot the nodes without this venv's ctdb.service and ctdbd, e.g. to"
+                    " install pyctdb's package in them (nspawn backend)")
     cmd("down", "stop the cluster and remove every trace of it")
     cmd("status", "nodes, processes, addresses, state").add_argument("--json",
                                                                     action="store_true")
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per comm
     if args.command == "up":
         sb = Sandbox(Options(name=args.name, nodes=args.nodes, backend=args.backend,
                              public_ips=args.public_ips, ipv6=args.ipv6, services=args.services,
-                             lock=args.lock, impl=args.impl))
+                             lock=args.lock, impl=args.impl, pyctdb_unit=args.pyctdb_unit))
         try:
             sb.up(say)
         except BaseException:

@@ -78,6 +78,9 @@ class Options:
     index: int = 0
     key: str = ""
     pids: dict[str, int] = field(default_factory=dict)
+    # nspawn only: False boots clean nodes, without this venv's ctdb.service and without
+    # ctdbd (for installing pyctdb's package in a node: tests/test_packaging.py).
+    pyctdb_unit: bool = True
 
 
 class Backend(Protocol):
@@ -160,6 +163,9 @@ class Sandbox:
             for node in self.topo.nodes:
                 self.backend.start(self, node)
             self.save()
+            if not self.options.pyctdb_unit:
+                step(f"booted {len(self.topo.nodes)} nodes without ctdbd")
+                return
             step(f"started ctdbd on {len(self.topo.nodes)} nodes ({self.options.backend})")
             for node in self.topo.nodes:
                 self.wait_ready(node.pnn)
@@ -421,6 +427,8 @@ def check_environment(options: Options) -> None:
     if options.impl not in IMPLS:
         raise SandboxError(f"--impl {options.impl} is not available yet; available: "
                            + ", ".join(IMPLS))
+    if not options.pyctdb_unit and options.backend != "nspawn":
+        raise SandboxError("--no-pyctdb-unit needs --backend nspawn")
     if options.lock not in LOCKS:
         raise SandboxError(f"--lock {options.lock} is not available yet; available: "
                            + ", ".join(LOCKS))

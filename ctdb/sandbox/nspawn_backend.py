@@ -18,6 +18,9 @@ mount table and never blocks removing the sandbox's directory.  Its lower layer 
 and does not cross mounts, so the two are the same view, and there is no bind of the
 host's root under the sandbox's directory for a ``shutil.rmtree`` to walk into.
 
+With ``Options(pyctdb_unit=False)`` a node gets none of pyctdb's unit, drop-ins or
+enablement and boots without ctdbd: a clean clone to install pyctdb's package in.
+
 The node's systemd is real: ctdb.service's Restart=on-failure restarts a killed ctdbd
 after 2 s (the sandbox's recorded pid is then stale; :meth:`NspawnBackend.ctdbd_pid`
 finds the new one); ``freeze`` stops the container's systemd too.
@@ -312,6 +315,13 @@ class NspawnBackend:
         sandbox that has never been booted (a fresh ``up``: all of them) and their own
         start() only waits for them.
         """
+        if not sb.options.pyctdb_unit:
+            if self._answering_leader(node) is None:
+                self._kill_leftover(node)
+                self._prepare(sb, node, args, env)
+                self._boot(sb, node)
+            self._wait_ready(node, unit=False)
+            return
         if node.pnn in self._prebooted:
             self._prebooted.discard(node.pnn)
             self._wait_ready(node)
@@ -441,17 +451,18 @@ class NspawnBackend:
             if not link.is_symlink():
                 link.unlink(missing_ok=True)
                 link.symlink_to("/dev/null")
-        (system / UNIT).unlink(missing_ok=True)  # never write through a mask's symlink
-        (system / UNIT).write_text(self._unit_text())
-        dropins = system / f"{UNIT}.d"
-        dropins.mkdir(exist_ok=True)
-        (dropins / "sandbox.conf").write_text(self._sandbox_dropin(node))
-        wants = system / "multi-user.target.wants"
-        wants.mkdir(exist_ok=True)
-        enabled = wants / UNIT
-        enabled.unlink(missing_ok=True)
-        enabled.symlink_to(f"/etc/systemd/system/{UNIT}")
-        self._write_start_dropin(upper, node, args, env)
+        if sb.options.pyctdb_unit:
+            (system / UNIT).unlink(missing_ok=True)  # never write through a mask's symlink
+            (system / UNIT).write_text(self._unit_text())
+            dropins = system / f"{UNIT}.d"
+            dropins.mkdir(exist_ok=True)
+            (dropins / "sandbox.conf").write_text(self._sandbox_dropin(node))
+            wants = system / "multi-user.target.wants"
+            wants.mkdir(exist_ok=True)
+            enabled = wants / UNIT
+            enabled.unlink(missing_ok=True)
+            enabled.symlink_to(f"/etc/systemd/system/{UNIT}")
+            self._write_start_dropin(upper, node, args, env)
         services.write_node_files(upper, sb, node)
 
     @staticmethod
@@ -465,6 +476,9 @@ class NspawnBackend:
             "[Service]\n"
             "ExecStart=\n"
             f"ExecStart={BIN / 'ctdbd'} --foreground\n"
+            "# The unit's /usr/sbin/ctdbd is the package's, or Samba's (no --release-ips).\n"
+            "ExecStopPost=\n"
+            f"ExecStopPost={BIN / 'ctdbd'} --release-ips\n"
             f"Environment={_quote('CTDB_BASE=' + str(node.base))} {_quote('PATH=' + path)}\n"
             "# The venv may live under /tmp (a CI checkout): keep the real /tmp visible.\n"
             "PrivateTmp=no\n"
@@ -580,12 +594,12 @@ class NspawnBackend:
                     check=False, timeout=5).stdout.splitlines()
         return "; ".join(ln.strip() for ln in lines if ln.strip()) or "no clue"
 
-    def _wait_ready(self, node: NodeSpec) -> None:
+    def _wait_ready(self, node: NodeSpec, unit: bool = True) -> None:
         """Until the container's systemd is up and ctdb.service is active (READY=1 sent).
 
         With Type=notify, ctdb.service is active only once ctdbd sent READY=1, and the
         system leaves ``starting`` only when the boot transaction (which holds
-        ctdb.service) is done.
+        ctdb.service) is done.  *unit* False: until the system is up.
         """
         deadline = time.monotonic() + BOOT_TIMEOUT
         system = "not started"
@@ -602,13 +616,15 @@ class NspawnBackend:
                     system = self._systemctl(node, "is-system-running", check=False,
                                              timeout=5).stdout.strip() or "offline"
                 if system in ("running", "degraded"):
-                    unit = self._systemctl(node, "show", "-p", "ActiveState", "--value", UNIT,
-                                           check=False, timeout=5).stdout.strip()
-                    if unit == "active":
+                    if not unit:
                         return
-                    if unit != "activating":
+                    state = self._systemctl(node, "show", "-p", "ActiveState", "--value", UNIT,
+                                            check=False, timeout=5).stdout.strip()
+                    if state == "active":
+                        return
+                    if state != "activating":
                         raise SandboxError(f"node {node.pnn}: system {system}, {UNIT} "
-                                           f"{unit}: {self._why(node)}")
+                                           f"{state}: {self._why(node)}")
                 elif system in ("maintenance", "stopping"):
                     raise SandboxError(f"node {node.pnn}: system {system}: {self._why(node)}")
             if time.monotonic() > deadline:

@@ -168,6 +168,10 @@ class Daemon:
                 log.exception("%s: periodic task %s failed", self.name, fn.__name__)
 
     def _dispatch(self, msg: Message) -> None:
+        if self.state == "SHUTDOWN":
+            # Tearing down: new work (a leader's order to take an address...) would undo it.
+            self._error(msg, ErrorCode.REFUSED, f"{self.name} is shutting down")
+            return
         attr = self._handlers.get(type(msg.body))
         if attr is None:
             what = (f"message type {msg.body.msg_type:#x} (from a newer version?)"
