@@ -176,7 +176,7 @@ def main() -> int:
 
         victim = holders(cluster)[smb_ip] or 0
         say(f"Node {victim}, serving {smb_ip} where the files were written, powers off. Its "
-            "address moves once the node's kernel lease has surely lapsed")
+            "address moves once its 300 ms lease (an nftables gate) has surely lapsed")
         outage(cluster, ips, "poweroff", lambda: cluster.poweroff(victim), 6.0)
         show(cluster, (victim + 1) % 3, "status")
         client = cluster.topo.client
@@ -195,8 +195,7 @@ def main() -> int:
         cluster.down()
         raise
     bin_dir = Path(sys.executable).parent
-    say("Coming next: millisecond leases for faster forced moves, tickle ACKs, the clustered "
-        "databases, and the Ansible role and packages")
+    say("Coming next: the clustered databases, smbd's CTDB protocol, and the Ansible role")
     say("The sandbox stays up for you to try:")
     print(f"  {bin_dir}/ctdb-sandbox exec --name demo 0 ctdb status")
     print(f"  {bin_dir}/ctdb-sandbox exec --name demo 0 ctdb event status legacy monitor")
