@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from ctdb.failoverd.links import hostable, link_health, partially_online
-from ctdb.sandbox.lab import Options, Sandbox, wait_for
+from ctdb.sandbox.lab import BIN, Options, Sandbox, wait_for
 from ctdb.sandbox.topology import PUBLIC_IFACE
 
 
@@ -115,3 +116,59 @@ def test_reloadips_adds_and_releases(sb: Sandbox) -> None:
     finally:
         for f, text in zip(files, original, strict=True):
             f.write_text(text)
+
+
+def test_setifacelink_overrides_until_the_kernel_reports(sb: Sandbox) -> None:
+    wait_for("node 1 OK", lambda: state(sb, 1) == "OK")
+    sb.ctdb(1, "setifacelink", PUBLIC_IFACE, "down")
+    wait_for("node 1 UNHEALTHY", lambda: state(sb, 1) == "UNHEALTHY", timeout=5)
+    assert sb.ctdb(1, "-X", "ifaces").stdout.splitlines()[1].startswith(f"|{PUBLIC_IFACE}|0|")
+    sb.ctdb(1, "setifacelink", PUBLIC_IFACE, "up")
+    wait_for("node 1 OK", lambda: state(sb, 1) == "OK", timeout=5)
+    bad = sb.ctdb(1, "setifacelink", "eth9", "down", check=False)
+    assert (bad.returncode, bad.stderr.strip()) == (1, "Interface eth9 not configured on node 1")
+    assert sb.ctdb(1, "setifacelink", PUBLIC_IFACE, "sideways", check=False).returncode == 2
+
+
+def test_addtickle_deltickle(sb: Sandbox) -> None:
+    ip = wait_for("an address on node 1", lambda: (held_by(sb, 1) or [None])[0])
+    pair = [f"{sb.topo.client_ip}:40999", f"{ip}:2049"]
+    row = f"|{sb.topo.client_ip}|40999|{ip}|2049|"
+    sb.ctdb(1, "addtickle", *pair)
+    wait_for("node 0 to know the connection", lambda: row in sb.ctdb(
+        0, "-X", "gettickles", ip).stdout)
+    deleted = subprocess.run(sb.backend.exec_argv(sb, sb.topo.node(1), [
+        str(BIN / "ctdb"), "deltickle"]), input=" ".join(pair) + "\n", text=True,
+        capture_output=True, env=sb.backend.node_env(sb, sb.topo.node(1)), check=False)
+    assert deleted.returncode == 0, deleted.stderr
+    wait_for("node 0 to forget it", lambda: row not in sb.ctdb(0, "-X", "gettickles",
+                                                               ip).stdout)
+
+
+SNIFF_ARP = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.settimeout(10)
+print("ready", flush=True)
+while True:
+    frame = s.recv(2048)
+    if socket.inet_ntoa(frame[28:32]) == sys.argv[1]:  # the ARP sender's IP
+        print("announced", flush=True)
+        break
+"""
+
+
+def test_gratarp(sb: Sandbox) -> None:
+    ip = wait_for("an address on node 1", lambda: (held_by(sb, 1) or [None])[0])
+    sniffer = subprocess.Popen(sb.client_argv([sys.executable, "-c", SNIFF_ARP, ip]),
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert sniffer.stdout is not None
+        assert sniffer.stdout.readline().strip() == "ready"
+        sb.ctdb(1, "gratarp", ip, PUBLIC_IFACE)
+        out, _ = sniffer.communicate(timeout=15)
+        assert out.strip() == "announced"
+    finally:
+        sniffer.kill()
+        sniffer.wait()
+    assert sb.ctdb(1, "gratarp", "x", PUBLIC_IFACE, check=False).returncode == 2

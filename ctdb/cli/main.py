@@ -68,6 +68,9 @@ Commands:
   ipinfo IP         an address's holder and interfaces
   gettickles IP [PORT]  clients' TCP connections to a public address, cluster-wide
   tickle SRC:PORT DST:PORT  send a tickle ACK so the client (SRC) resets the connection
+  addtickle | deltickle [SRC:PORT DST:PORT]  track / forget a connection (pairs on stdin)
+  setifacelink IFACE up|down  an event script's view of a public interface's link
+  gratarp IP IFACE  announce an address now (gratuitous ARP / neighbour advertisement)
   event run|status|script ...  event scripts (``ctdb event`` for details)
   scriptstatus [EVENT]  the last run of a legacy event's scripts (default monitor)
   service list|status  the file services the node manages (smbd, NFS-Ganesha...)
@@ -979,21 +982,84 @@ def _endpoint(text: str) -> tuple[str, int]:
 def cmd_tickle(s: Session) -> int:
     """CTDB's ``tickle SRC:PORT DST:PORT`` (or pairs on stdin): a tickle ACK from DST (the
     server side) to SRC (the client), so the client resets the connection."""
-    from ctdb.failoverd.tickle import Conn, send_tickles
+    from ctdb.failoverd.tickle import send_tickles
+
+    send_tickles(_pairs(s, "tickle"), count=1)
+    return 0
+
+
+def cmd_setifacelink(s: Session) -> int:
+    """CTDB's ``setifacelink IFACE up|down``: an event script's view of a link."""
+    from ctdb.failoverd.messages import SetIfaceLinkRequest
+    from ctdb.protocol import Address, Service
+
+    if len(s.opts.args) != 2 or s.opts.args[1] not in ("up", "down"):
+        raise UsageError("setifacelink needs an interface and up or down")
+    s.client.request(Address(_one_node(s), Service.FAILOVERD),
+                     SetIfaceLinkRequest(s.opts.args[0], s.opts.args[1] == "up"),
+                     s.opts.timeout)
+    return 0
+
+
+def _pairs(s: Session, command: str) -> list[Any]:
+    """CLIENT:PORT SERVER:PORT from the arguments, or such lines on stdin."""
+    from ctdb.failoverd.tickle import Conn
 
     if len(s.opts.args) == 2:
         pairs = [s.opts.args]
     elif not s.opts.args:
         pairs = [ln.split() for ln in sys.stdin if ln.strip() and not ln.startswith("#")]
     else:
-        raise UsageError("tickle needs SRC:PORT DST:PORT, or pairs on stdin")
+        raise UsageError(f"{command} needs SRC:PORT DST:PORT, or pairs on stdin")
     conns = []
     for pair in pairs:
         if len(pair) != 2:
             raise UsageError(f"invalid connection {' '.join(pair)!r}")
         (client, cport), (server, sport) = _endpoint(pair[0]), _endpoint(pair[1])
         conns.append(Conn(server, sport, client, cport))
-    send_tickles(conns, count=1)
+    return conns
+
+
+def _add_tickles(s: Session, add: bool) -> int:
+    from ctdb.failoverd.messages import AddTicklesRequest, ConnInfo
+    from ctdb.protocol import Address, Service
+
+    conns = _pairs(s, "addtickle" if add else "deltickle")
+    s.client.request(Address(_one_node(s), Service.FAILOVERD), AddTicklesRequest(
+        [ConnInfo(c.server, c.server_port, c.client, c.client_port) for c in conns], add),
+        s.opts.timeout)
+    return 0
+
+
+def cmd_addtickle(s: Session) -> int:
+    return _add_tickles(s, True)
+
+
+def cmd_deltickle(s: Session) -> int:
+    return _add_tickles(s, False)
+
+
+def cmd_gratarp(s: Session) -> int:
+    """CTDB's ``gratarp IP IFACE``: announce an address (ARP, or NA for IPv6) now."""
+    import asyncio
+    import ipaddress
+
+    from ctdb.failoverd.netlink import gratuitous_arp, unsolicited_na
+
+    if len(s.opts.args) != 2:
+        raise UsageError("gratarp needs an IP and an interface")
+    try:
+        ip = ipaddress.ip_address(s.opts.args[0])
+    except ValueError:
+        raise UsageError(f"invalid IP {s.opts.args[0]!r}") from None
+    iface = s.opts.args[1]
+    try:
+        if isinstance(ip, ipaddress.IPv4Address):
+            asyncio.run(gratuitous_arp(iface, ip, count=1))
+        else:
+            asyncio.run(unsolicited_na(iface, ip, count=1))
+    except OSError as exc:
+        raise CtdbError(f"cannot announce {ip} on {iface}: {exc.strerror or exc}") from None
     return 0
 
 
@@ -1076,6 +1142,10 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "ipinfo": cmd_ipinfo,
     "gettickles": cmd_gettickles,
     "tickle": cmd_tickle,
+    "addtickle": cmd_addtickle,
+    "deltickle": cmd_deltickle,
+    "setifacelink": cmd_setifacelink,
+    "gratarp": cmd_gratarp,
     "scriptstatus": cmd_scriptstatus,
     "service": cmd_service,
 }

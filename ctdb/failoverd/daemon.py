@@ -35,6 +35,7 @@ from ctdb.failoverd.links import hostable, link_health
 from ctdb.failoverd.messages import (
     UNHOSTED,
     AddIPRequest,
+    AddTicklesRequest,
     ConnInfo,
     DelIPRequest,
     GetTicklesRequest,
@@ -51,6 +52,7 @@ from ctdb.failoverd.messages import (
     PublicIPInfo,
     ReleaseIP,
     ReloadIPsRequest,
+    SetIfaceLinkRequest,
     TakeIP,
     TickleList,
     Tickles,
@@ -118,6 +120,8 @@ class Failoverd(Daemon):
         self.held: dict[str, str] = {}  # address -> interface it is on
         self.links: dict[str, bool] = {}  # interface -> link up
         self.conns: dict[int, frozenset[Conn]] = {}  # each node's connections to its addresses
+        self.extra_conns: frozenset[Conn] = frozenset()  # added by ctdb addtickle
+        self.link_overrides: dict[str, bool] = {}  # ctdb setifacelink, until the next event
         self.view: ClusterView | None = None
         self.leader_heard = 0.0
         self.leader_hears: frozenset[int] = frozenset()
@@ -280,7 +284,8 @@ class Failoverd(Daemon):
             log.error("releaseip event for %s failed", address)
 
     def _my_state(self) -> IPState:
-        up = set(hostable({a: p.interfaces for a, p in self.public.items()}, self.links))
+        up = set(hostable({a: p.interfaces for a, p in self.public.items()},
+                          self._effective_links()))
         return IPState(self.pnn, [PublicIPInfo(str(p.address), ",".join(p.interfaces))
                                   for a, p in self.public.items() if a in up],
                        sorted(self.held), self.gate_ms)
@@ -305,6 +310,7 @@ class Failoverd(Daemon):
         sent = 0.0
         while True:
             conns = frozenset(read_connections(self.held)) if self.held else frozenset()
+            conns |= {c for c in self.extra_conns if c.server in self.held}
             now = time.monotonic()
             if (conns != last or now - sent > TRACK_REFRESH) and self.client is not None \
                     and self.client.connected:
@@ -343,6 +349,25 @@ class Failoverd(Daemon):
         log.log(logs.NOTICE, "sent %d tickle ACKs to %d clients of %s", sent, len(conns),
                 address)
 
+    @handles(SetIfaceLinkRequest)
+    def _set_iface_link(self, msg: Message) -> Ack:
+        body: SetIfaceLinkRequest = msg.body
+        if body.interface not in self._interfaces():
+            raise CtdbError(f"Interface {body.interface} not configured on node {self.pnn}")
+        if self._effective_links().get(body.interface) != body.up:
+            log.log(logs.NOTICE, "interface %s set %s by ctdb setifacelink", body.interface,
+                    "up" if body.up else "down")
+        self.link_overrides[body.interface] = body.up
+        self._links_changed()
+        return Ack()
+
+    @handles(AddTicklesRequest)
+    def _add_tickles(self, msg: Message) -> Ack:
+        body: AddTicklesRequest = msg.body
+        conns = {Conn(c.server, c.server_port, c.client, c.client_port) for c in body.conns}
+        self.extra_conns = (self.extra_conns | conns) if body.add else (self.extra_conns - conns)
+        return Ack()
+
     @handles(GetTicklesRequest)
     def _get_tickles(self, msg: Message) -> TickleList:
         body: GetTicklesRequest = msg.body
@@ -369,6 +394,7 @@ class Failoverd(Daemon):
                     return
                 if isinstance(event, LinkEvent) and self.links.get(event.interface) != event.up:
                     self.links[event.interface] = event.up
+                    self.link_overrides.pop(event.interface, None)
                     if event.interface in self._interfaces():
                         log.log(logs.NOTICE, "public interface %s is %s", event.interface,
                                 "up" if event.up else "down")
@@ -379,9 +405,12 @@ class Failoverd(Daemon):
     def _interfaces(self) -> set[str]:
         return {i for p in self.public.values() for i in p.interfaces}
 
+    def _effective_links(self) -> dict[str, bool]:
+        return {**self.links, **self.link_overrides}
+
     def _links_changed(self) -> None:
         """Tell clusterd (health input ``interfaces``) and the leader (hostable addresses)."""
-        healthy, reason = link_health(self._interfaces(), self.links)
+        healthy, reason = link_health(self._interfaces(), self._effective_links())
         if self.client is not None and self.client.connected:
             self.client.send(Address(NODE_CURRENT, Service.CLUSTERD),
                              HealthReport("interfaces", healthy, reason))
@@ -486,7 +515,7 @@ class Failoverd(Daemon):
     async def _ifaces(self, _msg: Message) -> IfacesReply:
         """The interfaces this node's public addresses may use (CTDB's ``ifaces``)."""
         names = sorted({i for p in self.public.values() for i in p.interfaces})
-        links = await self.netlink.links()
+        links = {**await self.netlink.links(), **self.link_overrides}
         held = list(self.held.values())
         return IfacesReply(self.pnn, [IfaceInfo(n, links.get(n, False), held.count(n))
                                       for n in names])

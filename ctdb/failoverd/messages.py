@@ -147,3 +147,20 @@ class GetTicklesRequest:
 class TickleList:
     address: str
     conns: list[ConnInfo]
+
+
+@message(0x0410)
+class SetIfaceLinkRequest:
+    """``ctdb setifacelink IFACE up|down``: what an event script found; it stands until
+    the kernel next reports a change of that link."""
+
+    interface: str
+    up: bool
+
+
+@message(0x0411)
+class AddTicklesRequest:
+    """``ctdb addtickle`` / ``deltickle``: connections an event script tracks itself."""
+
+    conns: list[ConnInfo]
+    add: bool
