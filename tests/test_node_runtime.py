@@ -6,6 +6,7 @@ a cut link heals by itself, and the daemon shuts down cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -154,3 +155,19 @@ def test_single_process_node_and_sd_notify(tmp_path: Path) -> None:
     finally:
         notify.close()
         sb.down()
+
+
+def test_a_hung_daemon_is_killed_when_the_node_stops(cluster: Sandbox) -> None:
+    """A daemon that ignores SIGTERM (here: stopped) does not keep the node up."""
+    hung = cluster.children(2)["ctdb-clusterd"]
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        cluster.stop(2, timeout=20)  # fails unless ctdbd exits
+        assert "ctdb-clusterd did not stop within 5s; killing it" in cluster.log_text(2)
+        assert not Path(f"/proc/{hung}").exists() or \
+            Path(f"/proc/{hung}/stat").read_text().split(") ", 1)[1][0] == "Z"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)
+        cluster.start(2)
+        cluster.wait_ready(2)

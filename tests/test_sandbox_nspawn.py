@@ -160,3 +160,24 @@ def test_cleanup_after_a_crash() -> None:
         nspawn_backend.cleanup(name)
         destroy(name)
     assert leftovers(name) == []
+
+
+def test_logging_to_syslog_reaches_the_journal(sb: Sandbox) -> None:
+    """``[logging] location = syslog``: the daemons log through /dev/log (journald here)."""
+    conf = sb.topo.node(1).base / "ctdb.conf"
+    before = conf.read_text()
+    lines = before.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.strip().startswith("location ="))
+    conf.write_text("\n".join([*lines[:i], "    location = syslog", *lines[i + 1:]]) + "\n")
+    try:
+        systemctl(sb, 1, "restart", "ctdb.service")
+        wait_for("node 1 answers", lambda: sb.ctdb(1, "ping", check=False).returncode == 0)
+        journal = wait_for("clusterd's lines in the journal", lambda: (
+            j if "clusterd: heartbeat every" in (j := sb.exec(1, [
+                "journalctl", "--no-pager", "-o", "cat", "-t", "ctdb-clusterd"]).stdout)
+            else None))
+        assert "ctdb-clusterd[" not in journal  # the journal keeps the tag and pid apart
+    finally:
+        conf.write_text(before)
+        systemctl(sb, 1, "restart", "ctdb.service")
+        wait_for("node 1 answers", lambda: sb.ctdb(1, "ping", check=False).returncode == 0)
