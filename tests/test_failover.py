@@ -17,11 +17,26 @@ from tests.test_cluster import agreed
 IPS = 3
 
 
+def gate_sets(netns: str) -> tuple[set[str], set[str]]:
+    """The addresses a node's nftables gate guards, and those it lets through now."""
+    out = subprocess.run(["ip", "netns", "exec", netns, "nft", "-j", "list", "table", "inet",
+                          "pyctdb"], capture_output=True, text=True, check=False).stdout
+    sets: dict[str, set[str]] = {"public4": set(), "live4": set()}
+    for item in json.loads(out or "{}").get("nftables", []):
+        found = item.get("set")
+        if found and found.get("name") in sets:
+            for e in found.get("elem", []):
+                sets[found["name"]].add(e["elem"]["val"] if isinstance(e, dict) else e)
+    return sets["public4"], sets["live4"]
+
+
 class Watcher:
-    """Reads every node's public interface over and over; records an address seen on two
+    """Reads every node's public interface over and over; records an address live on two
     nodes in two consecutive passes read in opposite node orders (a single pass is not
-    atomic: a move between two reads would look like an overlap).  The lab's netlink
-    address watcher will replace this sampling."""
+    atomic: a move between two reads would look like an overlap).  An IPv4 address is
+    live on a node when its kernel has it and the node's nftables gate lets it through
+    (a lost node's kernel may keep an address for a second or two after its gate lease
+    ran out: it neither answers ARP nor carries traffic for it then)."""
 
     def __init__(self, sb: Sandbox, ips: tuple[str, ...] = ()) -> None:
         self.sb = sb
@@ -37,8 +52,9 @@ class Watcher:
         for node in reversed(nodes) if reverse else nodes:
             out = subprocess.run(["ip", "-n", node.netns, "-4", "-o", "addr", "show", "dev",
                                   "eth1"], capture_output=True, text=True, check=False).stdout
+            gated, live = gate_sets(node.netns)
             for ip, holders in found.items():
-                if f" {ip}/" in out:
+                if f" {ip}/" in out and (ip not in gated or ip in live):
                     holders.append(node.pnn)
         return {ip: sorted(v) for ip, v in found.items()}
 
