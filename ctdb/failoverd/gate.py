@@ -62,26 +62,25 @@ def ruleset(public: Iterable[str]) -> str:
     )
 
 
-def renewal(live: Iterable[str], timeout_ms: int) -> str:
-    """One transaction: the live set of both tables becomes *live*, each for *timeout_ms*."""
-    live4 = _v4(live)
+def _replace(name: str, addresses: Iterable[str], timeout_ms: int | None = None) -> str:
+    """One transaction: set *name* of both tables holds exactly these IPv4 addresses."""
+    v4 = _v4(addresses)
     parts = []
     for family in ("inet", "arp"):
-        parts.append(f"flush set {family} {TABLE} live4")
-        if live4:
-            parts.append(f"add element {family} {TABLE} live4 {{ {_elements(live4, timeout_ms)} }}")
+        parts.append(f"flush set {family} {TABLE} {name}")
+        if v4:
+            parts.append(f"add element {family} {TABLE} {name} {{ {_elements(v4, timeout_ms)} }}")
     return "; ".join(parts) + "\n"
+
+
+def renewal(live: Iterable[str], timeout_ms: int) -> str:
+    """The live set becomes *live*, each address for *timeout_ms*."""
+    return _replace("live4", live, timeout_ms)
 
 
 def set_public(public: Iterable[str]) -> str:
-    """One transaction: the gated addresses become *public*."""
-    public4 = _v4(public)
-    parts = []
-    for family in ("inet", "arp"):
-        parts.append(f"flush set {family} {TABLE} public4")
-        if public4:
-            parts.append(f"add element {family} {TABLE} public4 {{ {_elements(public4)} }}")
-    return "; ".join(parts) + "\n"
+    """The gated addresses become *public*."""
+    return _replace("public4", public)
 
 
 class Gate:
