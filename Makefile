@@ -10,7 +10,7 @@ DEB_PACKAGES := python3 python3-venv python3-dev python3-pyroute2 iproute2 nftab
 	ctdb samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils \
 	debhelper dh-python pybuild-plugin-pyproject python3-all rpm lintian \
 	ansible ansible-lint openssh-server python3-dbus-next
-BENCH_DEB_PACKAGES := ethtool socat
+BENCH_DEB_PACKAGES := ethtool socat keepalived
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test bench lint clean apt packages
@@ -41,10 +41,11 @@ bench: $(STAMP)
 	@missing=$$(for p in $(BENCH_DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $(APT) update && \
 	  DEBIAN_FRONTEND=noninteractive $(APT) install --no-install-recommends $$missing; \
-	  systemctl disable --now ctdb 2>/dev/null || true; fi
+	  systemctl disable --now ctdb keepalived 2>/dev/null || true; pkill -x keepalived; true; fi
 	$(PY) -m bench
 	$(PY) -m bench.cluster
 	$(PY) -m bench.services
+	$(PY) -m bench.failover
 
 packages: $(STAMP)
 	packaging/build.sh build/packages

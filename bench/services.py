@@ -74,7 +74,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -156,14 +156,16 @@ class Trial:
 class Probe:
     """``bench.failover_probe`` in the client namespace, ready before the failure."""
 
-    def __init__(self, netns: str, address: str, victim_mac: str) -> None:
+    def __init__(self, netns: str, address: str, victim_mac: str, *, port: int = SMB_PORT,
+                 limit: float = PROBE_LIMIT, extra: Sequence[str] = ()) -> None:
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
         env["PYTHONPATH"] = str(REPO)
+        self.limit = limit
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", netns, PYTHON, "-m", "bench.failover_probe",
-             "--address", address, "--port", str(SMB_PORT), "--victim-mac", victim_mac,
-             "--timeout", str(PROBE_LIMIT)],
+             "--address", address, "--port", str(port), "--victim-mac", victim_mac,
+             "--timeout", str(limit), *extra],
             cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         if self._line(15.0) != "ready":
@@ -183,7 +185,7 @@ class Probe:
         self.proc.stdin.flush()
 
     def result(self) -> dict[str, Any]:
-        line = self._line(PROBE_LIMIT + 10)
+        line = self._line(self.limit + 10)
         self.close()
         if not line:
             raise RuntimeError("the failover probe gave no result")
@@ -355,13 +357,44 @@ class PublicLan(Lan):
         super().down()
 
 
-class Peer(SambaCluster):
-    """Samba's CTDB with public addresses and smbd in every node's namespace."""
+class PublicPeer(SambaCluster):
+    """Samba's CTDB, 3 nodes, with 3 public addresses (``198.18.2.100-102/24`` on
+    ``eth1``) on a :class:`PublicLan` with a client namespace; CTDB's defaults otherwise."""
 
     def __init__(self, root: Path, tag: str) -> None:
         super().__init__(root, 3, tag=tag)
         self.lan: PublicLan = PublicLan(tag, 3)
         self.addresses = [f"198.18.2.{100 + i}" for i in range(3)]
+
+    def write_node(self, i: int) -> None:
+        super().write_node(i)
+        (self.etc(i) / "public_addresses").write_text(
+            "".join(f"{a}/24 eth1\n" for a in self.addresses))
+
+    # state
+    def ip_hosts(self) -> dict[str, int | None]:
+        out = self.ctdb(0, "ip", "all", "-X", timeout=10).stdout
+        hosts: dict[str, int | None] = {}
+        for line in out.splitlines()[1:]:
+            fields = line.strip("|").split("|")
+            if len(fields) >= 2 and fields[1].lstrip("-").isdigit():
+                pnn = int(fields[1])
+                hosts[fields[0]] = None if pnn < 0 else pnn
+        return hosts
+
+    def settled(self) -> bool:
+        """All OK, recovery done, every monitor passed, one address per node."""
+        if not self.healthy():
+            return False
+        hosts = self.ip_hosts()
+        return sorted(h for h in hosts.values() if h is not None) == list(range(self.count))
+
+
+class Peer(PublicPeer):
+    """Samba's CTDB with public addresses and smbd in every node's namespace."""
+
+    def __init__(self, root: Path, tag: str) -> None:
+        super().__init__(root, tag)
         self.smbd: dict[int, subprocess.Popen[bytes]] = {}
 
     def smb_dir(self, i: int) -> Path:
@@ -373,8 +406,6 @@ class Peer(SambaCluster):
     def write_node(self, i: int) -> None:
         super().write_node(i)
         etc = self.etc(i)
-        (etc / "public_addresses").write_text(
-            "".join(f"{a}/24 eth1\n" for a in self.addresses))
         with open(etc / "script.options", "a") as f:
             f.write(
                 "\n# bench.services: smbd runs in this node's namespace, started by the bench.\n"
@@ -469,24 +500,6 @@ class Peer(SambaCluster):
                     self.stop_smbd(i)
         finally:
             super().down()
-
-    # state
-    def ip_hosts(self) -> dict[str, int | None]:
-        out = self.ctdb(0, "ip", "all", "-X", timeout=10).stdout
-        hosts: dict[str, int | None] = {}
-        for line in out.splitlines()[1:]:
-            fields = line.strip("|").split("|")
-            if len(fields) >= 2 and fields[1].lstrip("-").isdigit():
-                pnn = int(fields[1])
-                hosts[fields[0]] = None if pnn < 0 else pnn
-        return hosts
-
-    def settled(self) -> bool:
-        """All OK, recovery done, 50.samba's monitor passed, one address per node."""
-        if not self.healthy():
-            return False
-        hosts = self.ip_hosts()
-        return sorted(h for h in hosts.values() if h is not None) == list(range(self.count))
 
     def prepare_smb(self) -> None:
         """smbd everywhere, then the stock 50.samba script enabled on every node."""
