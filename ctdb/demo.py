@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,38 +22,7 @@ from pathlib import Path
 
 from ctdb.sandbox import fileclient
 from ctdb.sandbox.lab import Options, Sandbox, wait_for
-
-PORT = 7777
-# A tiny TCP service on every node that answers with the node's name; it runs in the
-# node's network namespace, so it answers on whatever public address the node holds.
-SERVER = """
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[2]))); s.listen(64)
-while True:
-    c, _ = s.accept(); c.sendall(sys.argv[1].encode()); c.close()
-"""
-# The client: one line of JSON per change of who serves an address.
-PROBE = """
-import json, socket, sys, time
-ips, port, seconds = sys.argv[1].split(","), int(sys.argv[2]), float(sys.argv[3])
-last = {}
-t0 = time.monotonic()
-while time.monotonic() - t0 < seconds:
-    for ip in ips:
-        s = socket.socket(); s.settimeout(0.05)
-        try:
-            s.connect((ip, port)); who = s.recv(64).decode() or "?"
-        except OSError:
-            who = None
-        finally:
-            s.close()
-        if last.get(ip, "") != who:
-            last[ip] = who
-            print(json.dumps({"t": round(time.monotonic() - t0, 3), "ip": ip, "node": who}),
-                  flush=True)
-    time.sleep(0.01)
-"""
+from ctdb.sandbox.probe import Probe, start_echo
 
 
 def say(text: str) -> None:
@@ -79,35 +47,19 @@ def holders(cluster: Sandbox) -> dict[str, int | None]:
 def outage(cluster: Sandbox, ips: list[str], fault: str, action: Callable[[], object],
            seconds: float = 8.0) -> None:
     """Run *action* while the client probes; report each address's outage."""
-    probe = subprocess.Popen(
-        cluster.client_argv([sys.executable, "-c", PROBE, ",".join(ips), str(PORT),
-                             str(seconds)]), stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)  # the client's view before the fault
-    action()
-    out, _ = probe.communicate()
-    events = [json.loads(line) for line in out.splitlines()]
-    fault_at = 0.4  # probe time: the fault came about 0.5 s after the probe started
+    with Probe(cluster, ips) as probe:
+        time.sleep(0.5)  # the client's view before the fault
+        action()
+        time.sleep(seconds)
     for ip in ips:
-        mine = [e for e in events if e["ip"] == ip]
-        down = next((e["t"] for e in mine if e["node"] is None and e["t"] >= fault_at), None)
-        back = next((e for e in mine if down is not None and e["t"] > down and e["node"]),
-                    None)
-        before = next((e["node"] for e in mine if e["t"] < fault_at), "?")
-        if down is None:
+        before = next((e["node"] for e in probe.events if e["ip"] == ip and e["node"]), "?")
+        gaps = probe.outages(ip, after=0.3)
+        if not gaps:
             print(f"  {ip}: served by {before} throughout ({fault})")
-        elif back is None:
-            print(f"  {ip}: served by {before}, then not served again within {seconds:g}s")
         else:
-            print(f"  {ip}: served by {before}, then by {back['node']} after an outage of "
-                  f"{(back['t'] - down) * 1000:.0f} ms")
-
-
-def start_name_servers(cluster: Sandbox) -> None:
-    """The probe's counterpart: a transient unit in every node answering its name."""
-    for node in cluster.topo.nodes:
-        cluster.exec(node.pnn, ["systemd-run", "--unit=demo-whoami", "--collect",
-                                sys.executable, "-c", SERVER, f"node{node.pnn}", str(PORT)],
-                     check=True)
+            down, back, old, new = gaps[0]
+            print(f"  {ip}: served by {old}, then by {new} after an outage of "
+                  f"{(back - down) * 1000:.0f} ms")
 
 
 def files_through(cluster: Sandbox, smb_ip: str, nfs_ip: str) -> tuple[str, str]:
@@ -147,7 +99,7 @@ def main() -> int:
         ips = list(cluster.topo.public_ips)
         wait_for("every public address hosted", lambda: sorted(
             p for p in holders(cluster).values() if p is not None) == [0, 1, 2], timeout=60)
-        start_name_servers(cluster)
+        start_echo(cluster)
         print(f"cluster up, services running and every public address hosted after "
               f"{time.monotonic() - started:.1f}s")
         show(cluster, 0, "status")

@@ -194,3 +194,27 @@ def test_reloadnodes_adds_a_fourth_node_live(sb: Sandbox) -> None:
     vs = agreed(sb, [0, 1, 2, 3], expect)
     assert vs[0]["generation"] != generation
     assert sb.ctdb(3, "-n", "all", "ping").stdout.count("response from") == 4
+
+
+def test_reloadnodes_deletes_a_node_and_adds_it_back(sb: Sandbox) -> None:
+    """After the test above: node 3 deleted (its line commented out), then back."""
+    agreed(sb, [0, 1, 2, 3], {0: "OK", 1: "OK", 2: "OK", 3: "OK"})
+    files = [sb.topo.node(p).base / "nodes" for p in range(4)]
+    original = files[0].read_text()
+    address = original.splitlines()[3]
+    try:
+        sb.stop(3)
+        for f in files:
+            f.write_text(original.replace(address, f"#{address}"))
+        sb.ctdb(0, "reloadnodes")
+        wait_for("node 3 gone from the status", lambda: all(
+            "pnn:3 " not in sb.ctdb(p, "status").stdout for p in (0, 1, 2)))
+        for f in files:
+            f.write_text(original)
+        sb.start(3)
+        sb.wait_ready(3)
+        sb.ctdb(0, "reloadnodes")
+        agreed(sb, [0, 1, 2, 3], {0: "OK", 1: "OK", 2: "OK", 3: "OK"})
+    finally:
+        for f in files:
+            f.write_text(original)

@@ -273,3 +273,13 @@ def test_invalid_component_is_refused(tmp_path: Path) -> None:
         eventd.scripts("../etc")
     assert eventd.scripts("missing") is None
 
+
+
+async def test_a_child_left_behind_does_not_hold_the_event(tmp_path: Path) -> None:
+    ev = tmp_path / "ev"
+    pid_file = tmp_path / "child.pid"
+    script(ev, "10.daemonish", f"sleep 30 & echo $! > {pid_file}; echo started")
+    result = await run(ev, timeout=10.0)
+    assert (result.status, result.scripts[0].output) == (0, "started\n")
+    assert result.end - result.begin < 5  # not the 30 s the child lives
+    os.kill(int(pid_file.read_text()), 9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,3 +162,36 @@ def test_down_cleans_a_crashed_run() -> None:
         Sandbox.load(name)
     assert destroy(name)
     assert leftovers(name) == []
+
+
+def test_probe_command_shows_which_node_serves_each_address(sb: Sandbox) -> None:
+    out = subprocess.run([sys.executable, "-m", "ctdb.sandbox.cli", "probe", "--name", NAME,
+                          "--seconds", "1.5"], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    events = [json.loads(line) for line in out.splitlines()]
+    hosts = {ln.split()[0]: int(ln.split()[1])
+             for ln in sb.ctdb(0, "ip", "all").stdout.splitlines()[1:]}
+    last = {e["ip"]: e["node"] for e in events}  # where each address ended up
+    assert last == {ip: f"node{pnn}" for ip, pnn in hosts.items()}
+
+
+def test_probe_sees_a_graceful_move(sb: Sandbox) -> None:
+    from ctdb.sandbox.probe import Probe, start_echo
+
+    start_echo(sb)
+    ip = sb.topo.public_ips[0]
+    holder = wait_for(f"{ip} hosted", lambda: next(
+        (int(ln.split()[1]) + 1 for ln in sb.ctdb(0, "ip", "all").stdout.splitlines()[1:]
+         if ln.split()[0] == ip and ln.split()[1] != "-1"), None)) - 1
+    with Probe(sb, [ip], interval=0.005) as probe:
+        wait_for("the probe's first answer", lambda: probe.events)
+        sb.ctdb(holder, "disable")
+        wait_for(f"{ip} on another node", lambda: f"{ip} {holder}\n" not in
+                 sb.ctdb(0, "ip", "all").stdout and " -1\n" not in sb.ctdb(0, "ip", "all").stdout)
+    sb.ctdb(holder, "enable")
+    served = [e["node"] for e in probe.events if e["node"]]
+    assert served[0] == f"node{holder}"
+    assert served[-1] not in (f"node{holder}", None)
+    for _down, _back, old, new in probe.outages(ip):
+        assert old == f"node{holder}"
+        assert new != old

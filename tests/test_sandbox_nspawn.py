@@ -143,25 +143,6 @@ def test_restart_reboots_the_node(sb: Sandbox) -> None:
              lambda: sb.ctdb(0, "-n", "2", "ping", check=False).returncode == 0)
 
 
-def test_down_leaves_nothing(sb: Sandbox) -> None:
-    sb.down()
-    assert leftovers(NAME) == []
-
-
-def test_cleanup_after_a_crash() -> None:
-    """A crashed `up`: state lost, the container still running; cleanup and destroy."""
-    name = f"m{os.getpid() % 100000}"
-    sandbox = Sandbox(Options(name=name, nodes=1, backend="nspawn"))
-    try:
-        sandbox.up()
-        (STATE_ROOT / name / "state.json").unlink()
-        assert nspawn(sandbox).nspawn_pid(sandbox.topo.node(0))
-    finally:
-        nspawn_backend.cleanup(name)
-        destroy(name)
-    assert leftovers(name) == []
-
-
 def test_logging_to_syslog_reaches_the_journal(sb: Sandbox) -> None:
     """``[logging] location = syslog``: the daemons log through /dev/log (journald here)."""
     conf = sb.topo.node(1).base / "ctdb.conf"
@@ -181,3 +162,23 @@ def test_logging_to_syslog_reaches_the_journal(sb: Sandbox) -> None:
         conf.write_text(before)
         systemctl(sb, 1, "restart", "ctdb.service")
         wait_for("node 1 answers", lambda: sb.ctdb(1, "ping", check=False).returncode == 0)
+
+
+def test_down_leaves_nothing(sb: Sandbox) -> None:
+    sb.down()
+    assert leftovers(NAME) == []
+
+
+def test_cleanup_after_a_crash() -> None:
+    """A crashed `up`: state lost, the container still running; cleanup and destroy."""
+    name = f"m{os.getpid() % 100000}"
+    sandbox = Sandbox(Options(name=name, nodes=1, backend="nspawn"))
+    try:
+        sandbox.up()
+        (STATE_ROOT / name / "state.json").unlink()
+        assert nspawn(sandbox).nspawn_pid(sandbox.topo.node(0))
+    finally:
+        nspawn_backend.cleanup(name)
+        destroy(name)
+    assert leftovers(name) == []
+

@@ -501,6 +501,10 @@ class Clusterd(Daemon):
             elif n.deleted and not peer.deleted:
                 peer.deleted = True
                 log.log(logs.NOTICE, "node %d deleted", n.pnn)
+            elif not n.deleted and peer.deleted:
+                # A deleted node's line uncommented again: it is back (its PNN kept).
+                self.cluster.peers[n.pnn] = Peer(n.pnn, str(n.address or ""))
+                log.log(logs.NOTICE, "node %d added back", n.pnn)
         self._wake.set()
         return Ack()
 

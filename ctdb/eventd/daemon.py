@@ -181,7 +181,11 @@ class Eventd(Daemon):
             if not self._may_monitor():
                 delay = 0.0
                 continue
-            run = await self.run_event(LEGACY, "monitor", [])
+            try:
+                run = await self.run_event(LEGACY, "monitor", [])
+            except CtdbError as exc:
+                log.error("monitor: %s", exc)  # noqa: TRY400
+                continue
             verdict = policy.monitor_verdict(run.status, self.monitor_timeouts,
                                              self.monitor_timeout_limit)
             self.monitor_timeouts = verdict.timeouts

@@ -125,29 +125,37 @@ async def run_script(path: Path, event: str, args: Sequence[str], *, deadline: f
                      env: Mapping[str, str], debug_script: Path | None = None) -> ScriptRun:
     """Run one script until it exits or the monotonic *deadline* passes."""
     begin = time.time()
+    # Our own pipe, not asyncio's: Process.wait() waits for the pipes asyncio made to
+    # close too, and a child the script left behind would hold the event up.
+    rfd, wfd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
             str(path), event, *args, env=dict(env), cwd="/",
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stdin=asyncio.subprocess.DEVNULL, stdout=wfd, stderr=wfd, start_new_session=True)
     except OSError as exc:
+        os.close(rfd)
         # Not executable, or not something the kernel can run (no #! line): shown as
         # DISABLED, as CTDB does; anything else as the error it is.
         code = exc.errno or errno.EIO
         status = DISABLED if code in (errno.EACCES, errno.ENOEXEC) else -code
         return ScriptRun(path.stem, status, begin, time.time(),
                          f"cannot run {path}: {exc.strerror or exc}")
-    if proc.stdout is None:
-        raise RuntimeError("script without an output pipe")
+    finally:
+        os.close(wfd)
     capture = _Capture()
-    reader = asyncio.ensure_future(capture.read(proc.stdout))
+    stream = asyncio.StreamReader(limit=1 << 16)
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(rfd, "rb", buffering=0))
+    reader = asyncio.ensure_future(capture.read(stream))
     extra = ""
     try:
         async with asyncio.timeout_at(_loop_time(deadline)):
             status = await proc.wait()
     except TimeoutError:
-        extra = await _debug_hung(debug_script, proc.pid, event, env)
-        _kill_group(proc.pid)
+        try:
+            extra = await _debug_hung(debug_script, proc.pid, event, env)
+        finally:
+            _kill_group(proc.pid)  # also when cancelled while the debug script runs
         status = TIMEDOUT
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(KILL_WAIT):
@@ -155,6 +163,7 @@ async def run_script(path: Path, event: str, args: Sequence[str], *, deadline: f
     except asyncio.CancelledError:
         _kill_group(proc.pid)
         reader.cancel()
+        transport.close()
         raise
     # What the script wrote before it exited is in the pipe; children it left behind
     # may keep the pipe open, so take what is there and do not wait for them (as CTDB).
@@ -162,6 +171,7 @@ async def run_script(path: Path, event: str, args: Sequence[str], *, deadline: f
         async with asyncio.timeout(OUTPUT_GRACE):
             await asyncio.shield(reader)
     reader.cancel()
+    transport.close()
     if status < 0 and status != TIMEDOUT:
         status = KILLED  # died of a signal
     return ScriptRun(path.stem, status, begin, time.time(), capture.text() + extra)

@@ -75,12 +75,13 @@ log = logging.getLogger(__name__)
 # Seconds added to every lease bound: the kernel checks address lifetimes lazily, so a
 # lapsed lease can outlive its valid_lft by up to ~1.1 s (docs/netlink.md).
 MARGIN = 1.2
-GATE_MARGIN = 0.05  # seconds added to the gate's bound (nftables checks expiry on lookup)
+GATE_MARGIN = 0.1  # seconds added to the gate's bound: delayed heartbeats, queued renewals
 GATE_RENEWALS = 4  # renewals of the gate per IPGateMs
 STATE_INTERVAL = 0.5  # seconds between IPState broadcasts
 GARP_COUNT = 3
 TRACK_INTERVAL = 0.5  # seconds between reads of this node's connections
 TRACK_REFRESH = 5.0  # seconds after which an unchanged list is sent again
+ALL_NODES_EVENT_TIMEOUT = 3.0  # seconds for startipreallocate/ipreallocated on a node
 WAITING_POLL = 0.01  # seconds between takeover runs while a lost node's lease lapses
 
 
@@ -134,6 +135,7 @@ class Failoverd(Daemon):
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()  # the leader should run a takeover
         self._waiting = False  # addresses wait for a lost node's lease to lapse
+        self._unconfirmed_since: float | None = None
         self._last_state: Any = None
 
     # -- life cycle ------------------------------------------------------------------------
@@ -182,14 +184,42 @@ class Failoverd(Daemon):
                         lock_side=v.lock.lock_side, leader_heard=self.leader_heard,
                         leader_hears=self.leader_hears, now=now, detection=self.detection)
 
+    def _must_release(self) -> bool:
+        """Off the lock side, stopped, banned or disabled: give everything up at once.
+        (Merely unconfirmed, during a leader election, is not this: see _renew_loop.)"""
+        v = self.view
+        if v is None or self.disabled or not v.lock.lock_side:
+            return True
+        own = next((n.flags for n in v.nodes if n.pnn == self.pnn), 0)
+        return bool(own & (NodeFlag.BANNED | NodeFlag.STOPPED))
+
+    def _stale(self, now: float) -> bool:
+        """Unconfirmed for so long that even the kernel's lifetimes have run out: the
+        addresses are gone and may be given to another node; stop claiming them.
+        (Until then a leader that hears this node confirms it and they come back.)"""
+        if self._may_hold(now):
+            self._unconfirmed_since = None
+            return False
+        if self._unconfirmed_since is None:
+            self._unconfirmed_since = now
+        return now - self._unconfirmed_since > self.lease + MARGIN
+
     async def _renew_loop(self) -> None:
+        """Renew the kernel lifetimes while confirmed.  Without a confirmation (the leader
+        lost, an election under way) the leases run on: a new leader's confirmation
+        soon enough keeps the addresses served; if none comes, they lapse by
+        themselves and are released here."""
         while True:
             now = time.monotonic()
-            if self.held and not self._may_hold(now):
-                log.warning("may no longer hold public addresses (lost the leader or the "
-                            "lock side); releasing %s", ", ".join(sorted(self.held)))
+            if self.held and (self._must_release() or self._stale(now)):
+                log.warning("may no longer hold public addresses (%s); releasing %s",
+                            "off the lock side, stopped or banned" if self._must_release()
+                            else "no leader confirmed this node", ", ".join(sorted(self.held)))
                 for address in list(self.held):
                     await self._drop(address, event="background")
+            if not self._may_hold(now):
+                await self._sleep_renew()
+                continue
             for address in list(self.held):
                 async with self._addresses:
                     iface = self.held.get(address)
@@ -201,12 +231,15 @@ class Failoverd(Daemon):
                     except CtdbError as exc:
                         log.error("cannot renew %s on %s: %s", address, iface, exc)  # noqa: TRY400
             self._publish_state(force=False)
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
-            # that arrives as the event fires, and the loop would never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.lease / 3):
-                    await self._wake.wait()
-            self._wake.clear()
+            await self._sleep_renew()
+
+    async def _sleep_renew(self) -> None:
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+        # that arrives as the event fires, and the loop would never stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.lease / 3):
+                await self._wake.wait()
+        self._wake.clear()
 
     def _interface(self, address: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
         return self.public[address].address
@@ -220,7 +253,7 @@ class Failoverd(Daemon):
         if iface is None:
             raise CtdbError(f"no interface of {address} is up ({','.join(entry.interfaces)})")
         async with self._addresses:
-            self.gate.renew([*self.held, address])  # reachable the moment it is added
+            self.gate.change(address, live=True)  # reachable the moment it is added
             await self.netlink.add_address(iface, entry.address, valid_lft=self.lease)
             self.held[address] = iface
         log.log(logs.NOTICE, "took %s on %s", entry.address, iface)
@@ -262,7 +295,7 @@ class Failoverd(Daemon):
             iface = self.held.pop(address, None)
             if iface is None:
                 return
-            self.gate.renew(self.held)  # dark at once, before the address goes
+            self.gate.change(address, live=False)  # dark at once, before it goes
             entry = self.public.get(address)
             if entry is not None:
                 try:
@@ -295,12 +328,34 @@ class Failoverd(Daemon):
         addresses; stop renewing (they go dark within IPGateMs) when it may not."""
         period = self.gate_ms / 1000 / GATE_RENEWALS
         while True:
-            if not self.gate.active:
-                log.error("the nftables gate's nft process ended; starting it again")
-                await self.gate.open(self.public)
-            if self.held:
-                self.gate.renew(self.held if self._may_hold(time.monotonic()) else [])
+            try:
+                if not self.gate.active:
+                    await self._reopen_gate()
+                if self.held and self.gate_ms:
+                    if self._must_release():
+                        self.gate.renew([])  # dark at once
+                    elif self._may_hold(time.monotonic()):
+                        self.gate.renew(self.held)
+                    # else: unconfirmed; the lease runs on until a leader confirms this node
+            except Exception:
+                log.exception("renewing the nftables gate failed")
             await asyncio.sleep(period)
+
+    async def _reopen_gate(self) -> None:
+        """The gate broke (nft died, or a firewall reload flushed its tables): tell the
+        leader at once that this node's addresses are held by kernel lifetimes alone,
+        then install it again."""
+        if self.gate_ms:
+            log.error("the nftables gate is broken; installing it again")
+            self.gate_ms = 0
+            self._publish_state(force=True)
+        if await self.gate.open(self.public):
+            self.gate_ms = self.gate.timeout_ms
+            if self._may_hold(time.monotonic()):
+                self.gate.renew(self.held)
+            self._publish_state(force=True)
+        else:
+            await asyncio.sleep(1.0)  # nft is gone: do not spin
 
     # -- connections and tickle ACKs (the conntrackd role) -----------------------------------
     async def _track_loop(self) -> None:
@@ -309,7 +364,10 @@ class Failoverd(Daemon):
         last: frozenset[Conn] | None = None
         sent = 0.0
         while True:
-            conns = frozenset(read_connections(self.held)) if self.held else frozenset()
+            # /proc/net/tcp can be large (TIME_WAIT): read it off the event loop, whose
+            # lateness would eat into the gate's lease.
+            conns = frozenset(await asyncio.to_thread(read_connections, list(self.held))) \
+                if self.held else frozenset()
             conns |= {c for c in self.extra_conns if c.server in self.held}
             now = time.monotonic()
             if (conns != last or now - sent > TRACK_REFRESH) and self.client is not None \
@@ -669,21 +727,24 @@ class Failoverd(Daemon):
             started = time.monotonic()
             connected = sorted(p for p in reachable if self._connected(p))
             await self._all_nodes("startipreallocate", connected)
+            if self.view is None or self.view.leader != self.pnn or self.view.term != v.term:
+                return  # no longer the leader, or a newer term, while the events ran
             released = await asyncio.gather(
                 *(self._order(pnn, ReleaseIP(a)) for a, pnn in moves.releases))
             failed = {a for (a, _), ok in zip(moves.releases, released, strict=True) if not ok}
-            for address, pnn in moves.releases:
-                if address not in failed and pnn in self.states:
-                    st = self.states[pnn]
-                    self.states[pnn] = IPState(st.pnn, st.can_host,
-                                               [h for h in st.held if h != address])
+            for address, _holder in moves.releases:
+                if address not in failed:
+                    self._forget_held(address, keep=None)
             takes = [(a, p) for a, p in moves.takes if a not in failed]
             taken = await asyncio.gather(*(self._order(pnn, TakeIP(self._full(a), ""))
                                            for a, pnn in takes))
             for (address, pnn), ok in zip(takes, taken, strict=True):
                 if ok and pnn in self.states:
+                    # A lost node's last report still lists it: it is not there any more.
+                    self._forget_held(address, keep=pnn)
                     st = self.states[pnn]
-                    self.states[pnn] = IPState(st.pnn, st.can_host, sorted({*st.held, address}))
+                    self.states[pnn] = IPState(st.pnn, st.can_host, sorted({*st.held, address}),
+                                               st.gate_ms)
             await self._all_nodes("ipreallocated", connected)
             log.log(logs.NOTICE, "takeover run: released %s, took %s in %.1f ms",
                     [a for a, _ in moves.releases], [(a, p) for a, p in takes],
@@ -695,12 +756,21 @@ class Failoverd(Daemon):
         if self.client is None or not nodes:
             return
         client = self.client
+        # A busy or hung eventd must not hold every forced move up for long.
         results = await asyncio.gather(*(run_event(client, pnn, event,
-                                                   timeout=self.takeover_timeout)
+                                                   timeout=min(self.takeover_timeout,
+                                                               ALL_NODES_EVENT_TIMEOUT))
                                          for pnn in nodes))
         for pnn, ok in zip(nodes, results, strict=True):
             if not ok:
                 log.error("%s event failed on node %d", event, pnn)
+
+    def _forget_held(self, address: str, keep: int | None) -> None:
+        """The leader's copy of every node's report, but *keep*'s, without *address*."""
+        for pnn, st in list(self.states.items()):
+            if pnn != keep and address in st.held:
+                self.states[pnn] = IPState(st.pnn, st.can_host,
+                                           [h for h in st.held if h != address], st.gate_ms)
 
     def _free_after(self, pnn: int, lost_at: float) -> float:
         """When a lost node's addresses are surely unreachable: its gate's lease when all

@@ -78,6 +78,15 @@ def renewal(live: Iterable[str], timeout_ms: int) -> str:
     return _replace("live4", live, timeout_ms)
 
 
+def change(address: str, live: bool, timeout_ms: int) -> str:
+    """One address into or out of the live sets, the others' timeouts untouched."""
+    if ipaddress.ip_address(address).version != 4:
+        return ""
+    verb, suffix = ("add", f" timeout {timeout_ms}ms") if live else ("delete", "")
+    return "; ".join(f"{verb} element {family} {TABLE} live4 {{ {address}{suffix} }}"
+                     for family in ("inet", "arp")) + "\n"
+
+
 def set_public(public: Iterable[str]) -> str:
     """The gated addresses become *public*."""
     return _replace("public4", public)
@@ -90,15 +99,20 @@ class Gate:
         self.timeout_ms = timeout_ms
         self._nft: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.broken = False
 
     @property
     def active(self) -> bool:
-        return self._nft is not None and self._nft.returncode is None
+        """Installed, and nft has reported no error since (a firewall reload that
+        flushed the ruleset makes every renewal fail: the gate is then broken)."""
+        return self._nft is not None and self._nft.returncode is None and not self.broken
 
     async def open(self, public: Iterable[str]) -> bool:
         """Install the tables; False (and a warning) where nftables cannot be used."""
         if self.timeout_ms <= 0:
             return False
+        await self.close()  # a broken gate's nft, if any
+        self.broken = False
         nft = shutil.which("nft")
         if nft is None:
             log.warning("nft is not installed: public addresses are held by kernel "
@@ -126,7 +140,9 @@ class Gate:
         while line := await nft.stdout.readline():
             text = line.decode(errors="replace").strip()
             if text and not text.startswith("nft>"):
-                log.error("nftables gate: %s", text)
+                if not self.broken:
+                    log.error("nftables gate: %s", text)
+                self.broken = True
 
     def _send(self, line: str) -> None:
         nft = self._nft
@@ -140,6 +156,10 @@ class Gate:
     def renew(self, live: Iterable[str]) -> None:
         """The addresses that stay reachable for the next ``timeout_ms``."""
         self._send(renewal(live, self.timeout_ms))
+
+    def change(self, address: str, live: bool) -> None:
+        """One address lit (for a lease) or dark now, without renewing the others."""
+        self._send(change(address, live, self.timeout_ms))
 
     def set_public(self, public: Iterable[str]) -> None:
         self._send(set_public(public))

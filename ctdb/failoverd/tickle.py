@@ -104,26 +104,31 @@ def ipv4_packet(src: str, sport: int, dst: str, dport: int) -> bytes:
     return header + segment
 
 
+def _send_one(conn: Conn, v4: socket.socket) -> None:
+    if ipaddress.ip_address(conn.server).version == 4:
+        v4.sendto(ipv4_packet(conn.server, conn.server_port, conn.client, conn.client_port),
+                  (conn.client, 0))
+        return
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_TCP) as v6:
+        v6.bind((conn.server, 0))  # the kernel writes the IPv6 header
+        v6.sendto(tcp_segment(conn.server, conn.server_port, conn.client, conn.client_port),
+                  (conn.client, 0))
+
+
 def send_tickles(conns: Iterable[Conn], count: int = TICKLE_COUNT) -> int:
-    """Tickle every connection's client *count* times; the packets sent."""
+    """Tickle every connection's client *count* times; the packets sent.  A packet that
+    cannot go (an unreachable client) does not stop the others; if none could, the last
+    error is raised."""
     sent = 0
-    v4: socket.socket | None = None
-    try:
+    error: OSError | None = None
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as v4:
         for conn in sorted(conns):
             for _ in range(count):
-                if ipaddress.ip_address(conn.server).version == 4:
-                    if v4 is None:
-                        v4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-                    v4.sendto(ipv4_packet(conn.server, conn.server_port, conn.client,
-                                          conn.client_port), (conn.client, 0))
-                else:
-                    with socket.socket(socket.AF_INET6, socket.SOCK_RAW,
-                                       socket.IPPROTO_TCP) as v6:
-                        v6.bind((conn.server, 0))  # the kernel writes the IPv6 header
-                        v6.sendto(tcp_segment(conn.server, conn.server_port, conn.client,
-                                              conn.client_port), (conn.client, 0))
-                sent += 1
-    finally:
-        if v4 is not None:
-            v4.close()
+                try:
+                    _send_one(conn, v4)
+                    sent += 1
+                except OSError as exc:
+                    error = exc
+    if error is not None and not sent:
+        raise error
     return sent

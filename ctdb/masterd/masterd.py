@@ -261,14 +261,19 @@ def run_node(node: NodeContext, single_process: bool,
              on_started: Callable[[], None] | None = None) -> int:
     """Run masterd on a fresh event loop; the exit code for ``ctdbd``."""
 
-    async def main() -> None:
+    masterd: list[Masterd] = []
+
+    async def main_() -> None:
         if on_started is not None:
             on_started()
-        await Masterd(node, single_process).serve()
+        masterd.append(Masterd(node, single_process))
+        await masterd[0].serve()
 
     try:
-        asyncio.run(main())
+        asyncio.run(main_())
     except RuntimeError:
         log.exception("ctdbd failed")
-        return 1
+        # A daemon said the node must not run (init/setup failed): systemd must not
+        # restart it (the unit's RestartPreventExitStatus).
+        return EXIT_FATAL if masterd and masterd[0].fatal else 1
     return 0

@@ -54,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     cmd("down", "stop the cluster and remove every trace of it")
     cmd("status", "nodes, processes, addresses, state").add_argument("--json",
                                                                     action="store_true")
+    probe = cmd("probe", "from the client, which node serves each public address: JSON "
+                "lines on every change (starts an echo service naming its node in each)")
+    probe.add_argument("--seconds", type=float, default=10.0)
+    probe.add_argument("--interval-ms", type=float, default=10.0)
+    probe.add_argument("--port", type=int, default=7777)
     for name, help_text in (("exec", "run a command in a node"),):
         c = cmd(name, help_text)
         c.add_argument("pnn", type=int)
@@ -84,6 +89,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("groups", nargs="+", type=_pnn_list)
     cmd("add-node", "a new node joins the cluster")
     return p
+
+
+def _probe(sb: Sandbox, args: argparse.Namespace) -> None:
+    """Echo services in the nodes, then become the client probe (JSON lines on stdout)."""
+    from ctdb.sandbox import probe
+
+    probe.start_echo(sb, args.port)
+    full = sb.client_argv([sys.executable, "-m", "ctdb.sandbox.probe", "client",
+                           ",".join(sb.topo.public_ips + sb.topo.public_ips6), str(args.port),
+                           str(args.seconds), str(args.interval_ms / 1000)])
+    os.execvp(full[0], full)
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per command
@@ -119,6 +135,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per comm
                 print(f"  node {n['pnn']}: {n['state']:<14} pid {n['pid']}  private "
                       f"{n['private']}  public {n['public']}  netns {n['netns']}")
         return 0
+    if args.command == "probe":
+        _probe(sb, args)
     if args.command in ("exec", "client"):
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not argv:

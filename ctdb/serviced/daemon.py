@@ -116,6 +116,13 @@ class Serviced(Daemon):
         self._evaluate()
         return failed
 
+    async def _start_and_check(self) -> None:
+        """Start; a unit that failed meanwhile (its signal came while serviced was busy
+        with it) gets the restart policy now."""
+        await self._start_all()
+        for state in list(self.units.values()):
+            self._unit_changed(state)
+
     async def _stop_all(self) -> None:
         async with self._change:
             for d in reversed(self.defs):
@@ -157,6 +164,8 @@ class Serviced(Daemon):
             if not self.wanted:
                 return
             async with self._change:
+                if not self.wanted:
+                    return  # stopped (ctdb stop, a ban) while this restart waited
                 for unit in d.units:
                     # systemd may be restarting it itself (Restart=: "failed" comes first).
                     state = self.units.get(unit)
@@ -231,13 +240,17 @@ class Serviced(Daemon):
 
     @handles(ClusterView)
     def _view(self, msg: Message) -> None:
-        if msg.src.node != self.pnn or not self.started or not self.defs:
+        if msg.src.node != self.pnn or not self.defs:
+            return
+        if not self.started and msg.body.runstate == Runstate.RUNNING:
+            self.started = True  # serviced restarted on a running node
+        if not self.started:
             return
         may = self._may_serve(msg.body)
         if may and not self.wanted:
             self.wanted = True
-            log.log(logs.NOTICE, "node may serve again: starting services")
-            self._own(self._start_all())
+            log.log(logs.NOTICE, "node may serve: starting services")
+            self._own(self._start_and_check())
         elif not may and self.wanted and msg.body.runstate == Runstate.RUNNING:
             self.wanted = False
             log.log(logs.NOTICE, "node is stopped or banned: stopping services")
