@@ -6,9 +6,9 @@ so each node runs in its own network namespace (a ``Lan`` of its own, separate f
 ours) *and* a private mount namespace in which per-node directories are bind-mounted
 over those paths.  The ``ctdb`` tool must see the same mounts to find the node's
 socket, so :meth:`SambaCluster.ctdb` runs it with ``nsenter`` into the node's
-namespaces.  Nothing is mounted on the host: the mounts live and die with the
-node's mount namespace.  The one host-side trace is an empty ``/run/ctdb`` mount
-point, created only if missing and removed again by :meth:`SambaCluster.down`.
+namespaces.  Nothing is mounted or made on the host: the mounts (and a tmpfs /run of
+the node's own, so no ``/run/ctdb`` mount point is needed on the host, which several
+labs would share) live and die with the node's mount namespace.
 
 The class mirrors :class:`ctdb.sandbox.lab.Sandbox` (``up``, ``down``,
 ``ctdb(i, ...)``, ``children(i)``), so ``ctdb-sandbox`` can offer both.
@@ -35,6 +35,8 @@ ETC, VAR, RUN = Path("/etc/ctdb"), Path("/var/lib/ctdb"), Path("/run/ctdb")
 _NODE_SCRIPT = (
     'mount --bind "$1" /etc/ctdb && '
     'mount --bind "$2" /var/lib/ctdb && '
+    # A /run of the node's own: nothing is made on the host's, which other labs share.
+    'mount -t tmpfs -o mode=0755 pyctdb-run /run && mkdir /run/ctdb && '
     'mount --bind "$3" /run/ctdb && '
     f'exec {CTDBD} --interactive'
 )
@@ -58,7 +60,6 @@ class SambaCluster:
         self.log_level = log_level
         self.lan = Lan(tag, count)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self._made_run_mountpoint = False
         self._lan_up = False
 
     # -- layout --------------------------------------------------------------------
@@ -111,9 +112,6 @@ class SambaCluster:
         try:
             self.lan.up()
             self._lan_up = True
-            if not RUN.exists():
-                RUN.mkdir(mode=0o755)
-                self._made_run_mountpoint = True
             for i in range(self.count):
                 self.write_node(i)
             for i in range(self.count):
@@ -186,7 +184,7 @@ class SambaCluster:
                 os.killpg(proc.pid, signal.SIGKILL)
 
     def down(self) -> None:
-        """Stop every node, delete the namespaces, remove the mount point we made.
+        """Stop every node, delete the namespaces.
 
         Safe to call more than once, and after a partial ``up``."""
         for i in list(self.procs):
@@ -194,18 +192,6 @@ class SambaCluster:
         if self._lan_up:
             self.lan.down()  # kills anything still in the node namespaces
             self._lan_up = False
-        if self._made_run_mountpoint:
-            # The mounts vanished with their namespaces; give stray ones a moment.
-            for _ in range(20):
-                try:
-                    RUN.rmdir()
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.1)
-                else:
-                    break
-            self._made_run_mountpoint = False
 
     # -- tools ---------------------------------------------------------------------
     def nsenter(self, i: int) -> list[str]:
