@@ -84,6 +84,25 @@ def _nfs(call: Callable[[], str], graces: list[float] | None = None) -> str | No
         raise
 
 
+def read_back(cluster: Sandbox, smb_ip: str, nfs_ip: str, smb_sum: str, nfs_sum: str) -> None:
+    """The files again, through the same address, now served by another node."""
+    client = cluster.topo.client
+    started = time.monotonic()
+    got = fileclient.smb_get(smb_ip, "data", "report.bin", client)
+    print(f"  smbclient //{smb_ip}/data get report.bin: sha256 {got[:16]}... "
+          f"({'the same' if got == smb_sum else 'DIFFERENT'})")
+    graces: list[float] = []
+    got = wait_for("the NFS read", lambda: _nfs(
+        lambda: fileclient.nfs_get(nfs_ip, "/data/notes.bin", client), graces), timeout=30)
+    note = (f"after {time.monotonic() - started:.1f}s of NFS4ERR_GRACE (clients may "
+            "reclaim their locks first)" if graces else "")
+    print(f"  nfs-cat nfs://{nfs_ip}/data/notes.bin: sha256 {got[:16]}... "
+          f"({'the same' if got == nfs_sum else 'DIFFERENT'}) {note}")
+    got = fileclient.nfs_get(nfs_ip, "/data/report.bin", client)
+    print(f"  nfs-cat nfs://{nfs_ip}/data/report.bin (written over SMB): sha256 "
+          f"{got[:16]}... ({'the same' if got == smb_sum else 'DIFFERENT'})")
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("make demo needs root (it creates network namespaces and containers)",
@@ -131,23 +150,13 @@ def main() -> int:
             "address moves once its 300 ms lease (an nftables gate) has surely lapsed")
         outage(cluster, ips, "poweroff", lambda: cluster.poweroff(victim), 6.0)
         show(cluster, (victim + 1) % 3, "status")
-        client = cluster.topo.client
-        started = time.monotonic()
-        got = fileclient.smb_get(smb_ip, "data", "report.bin", client)
-        print(f"  smbclient //{smb_ip}/data get report.bin: sha256 {got[:16]}... "
-              f"({'the same' if got == smb_sum else 'DIFFERENT'})")
-        graces: list[float] = []
-        got = wait_for("the NFS read", lambda: _nfs(
-            lambda: fileclient.nfs_get(nfs_ip, "/data/notes.bin", client), graces), timeout=30)
-        note = (f"after {time.monotonic() - started:.1f}s of NFS4ERR_GRACE (clients may "
-                "reclaim their locks first)" if graces else "")
-        print(f"  nfs-cat nfs://{nfs_ip}/data/notes.bin: sha256 {got[:16]}... "
-              f"({'the same' if got == nfs_sum else 'DIFFERENT'}) {note}")
+        read_back(cluster, smb_ip, nfs_ip, smb_sum, nfs_sum)
     except BaseException:
         cluster.down()
         raise
     bin_dir = Path(sys.executable).parent
-    say("Coming next: the clustered databases, smbd's CTDB protocol, and the Ansible role")
+    say("Coming next: the clustered databases, smbd's CTDB protocol, heartbeats that "
+        "packet loss under bulk traffic cannot delay")
     say("The sandbox stays up for you to try:")
     print(f"  {bin_dir}/ctdb-sandbox exec --name demo 0 ctdb status")
     print(f"  {bin_dir}/ctdb-sandbox exec --name demo 0 ctdb event status legacy monitor")
