@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APT := apt-get -o DPkg::Lock::Timeout=600 -y -q
 # Debian packages: the interpreter the .deb runs on, and the lab's tools.
 DEB_PACKAGES := python3 python3-venv python3-dev python3-pyroute2 iproute2 nftables procps psmisc dbus systemd-container etcd-server etcd-client \
-	ctdb samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils \
+	ctdb samba smbclient nfs-ganesha nfs-ganesha-vfs nfs-common libnfs-utils \
 	debhelper dh-python pybuild-plugin-pyproject python3-all rpm lintian \
 	ansible ansible-lint openssh-server python3-dbus-next
 BENCH_DEB_PACKAGES := ethtool socat keepalived

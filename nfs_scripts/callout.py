@@ -10,6 +10,9 @@ operations; ``nfs_scripts/events/legacy/60.nfs.script`` does the same, so CTDB's
   before any address is released);
 * ``takeip IP``: a grace period for that address, loading its clients' records from the
   recovery directory on shared storage, so they reclaim their opens and locks here;
+  then its NFSv3 clients (recorded by rpc.statd's ha-callout, ``pyctdb-statd-callout``)
+  are sent SM_NOTIFY so they reclaim their locks: detached, under its own deadline, so
+  the takeover never waits for it (nfs_scripts/statd_callout.py);
 * ``releaseip IP``: Ganesha forgets that address's clients (they reclaim elsewhere);
 * ``monitor-post``: Ganesha answers over D-Bus, or the node is unhealthy;
 * ``startup``, ``shutdown``, ``start``, ``stop``, ``monitor-pre``: nothing; serviced
@@ -79,7 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     except (CtdbError, OSError, ValueError, TimeoutError) as exc:
         print(f"pyctdb-nfs-callout: {op} failed: {exc or type(exc).__name__}", file=sys.stderr)
         return 1
+    if op == "takeip":
+        _notify_statd_clients(rest[0])
     return 0
+
+
+def _notify_statd_clients(ip: str) -> None:
+    """Start SM_NOTIFY for *ip*'s NFSv3 clients, in the grace just begun; a failure to
+    start it is reported, and does not fail the takeover."""
+    from nfs_scripts import statd_callout  # noqa: PLC0415 - register stays fast
+
+    try:
+        statd_callout.spawn_notify([ip])
+    except OSError as exc:
+        print(f"pyctdb-nfs-callout: takeip {ip}: cannot start the NFSv3 client notify: "
+              f"{exc.strerror or exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":
