@@ -151,8 +151,8 @@ BAD: list[tuple[str, Any, str]] = [
      " 'MDONLY' is not RW or RO"),
     ("access vs read_only", [share(read_only=True, nfs={"access_type": "rw"})],
      "src: share 'data': nfs.access_type: RW contradicts read_only = true"),
-    ("client", [share(nfs={"clients": ["10.0.0.0/8;x"]})], "src: share 'data': nfs.clients:"
-     " '10.0.0.0/8;x' is not an address, network or host name pattern"),
+    ("client", [share(nfs={"clients": ["198.18.0.0/15;x"]})], "src: share 'data': nfs.clients:"
+     " '198.18.0.0/15;x' is not an address, network or host name pattern"),
     ("client pattern", [share(nfs={"clients": ["a b"]})], "src: share 'data': nfs.clients:"
      " 'a b' is not an address, network or host name pattern"),
     ("pseudo root", [share(nfs={"pseudo": "/"})], "src: share 'data': nfs.pseudo: '/' is"
