@@ -4,7 +4,9 @@ The role runs under Debian's ansible-playbook (ansible-core 2.14, /usr/bin/pytho
 filter plugin finds pyctdb's netfs and ctdb.config in this source tree.  Playbooks run
 against local "nodes" (connection local), each with its own CTDB_BASE under a temporary
 directory, through the role's ``configure`` entry point (render, check, write: no
-package, no service), and report through the JSON callback.
+package, no service), and report through the JSON callback.  The last tests deploy the
+.deb over SSH to a lab of three systemd containers with the main entry point, and watch
+what a client sees meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -509,9 +512,19 @@ def test_cluster_key_decisions() -> None:
 
 
 # -- (d) the whole role over SSH, on a 3-node lab of systemd containers ---------------------
+#
+# One lab for the tests below, which run in order, each changing the inputs the one
+# before applied: two nodes deployed and serving SMB, a third joins, a rolling restart
+# under the client probe, a public address added live, the same inputs again, check mode.
 
 LAB = f"an{os.getpid() % 100000}"
 NODE_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8"]
+SMB_SHARE = "data"  # the lab's share on the nodes' shared storage (ctdb.sandbox.services)
+# seconds a public address may go unanswered in a rolling restart: a graceful move takes
+# a probe interval or two, a node's loss ~1 s (docs/failover.md)
+OUTAGE_BOUND = 1.0
+ROLL_STEPS = ("Disable the node, so its public addresses move to the others first",
+              "Restart the node manager", "Enable the node again")
 
 
 def _start_sshd(sb: Any, tmp: Path) -> None:
@@ -529,22 +542,6 @@ def _start_sshd(sb: Any, tmp: Path) -> None:
         sb.exec(node.pnn, ["mkdir", "-p", "/run/sshd"], check=True)
         sb.exec(node.pnn, ["systemd-run", "--unit=lab-sshd", "/usr/sbin/sshd", "-D", "-f",
                            str(node.root / "sshd_config")], check=True)
-
-
-def _lab_playbook(sb: Any, tmp: Path, inventory: dict[str, Any], *args: str) -> dict[str, Any]:
-    (tmp / "site.yml").write_text(json.dumps([{
-        "name": "Deploy pyctdb", "hosts": "cluster", "roles": ["pyctdb"]}]))
-    (tmp / "inventory.yml").write_text(json.dumps(inventory))
-    env = {**_env(tmp), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ANSIBLE_PIPELINING": "1"}
-    result = subprocess.run(
-        sb.client_argv([ANSIBLE_PLAYBOOK, "-i", str(tmp / "inventory.yml"),
-                        str(tmp / "site.yml"), *args]),
-        capture_output=True, text=True, env=env, cwd=tmp, timeout=900, check=False)
-    try:
-        return json.loads(result.stdout)  # type: ignore[no-any-return]
-    except json.JSONDecodeError:
-        pytest.fail(f"ansible-playbook gave no JSON (rc {result.returncode}):\n"
-                    f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
 Step = tuple[str, list[str], float, float]
@@ -565,113 +562,334 @@ def _steps(doc: dict[str, Any], names: tuple[str, ...]) -> list[Step]:
     return out
 
 
+def _task_results(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Every host's result of the task named *name* (skipped ones included)."""
+    return [res for task in doc["plays"][0]["tasks"]
+            if task["task"]["name"].removeprefix("pyctdb : ") == name
+            for res in task["hosts"].values()]
+
+
 def _epoch(iso: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-@pytest.mark.netns
-def test_deploy_grow_and_change_a_three_node_lab(tmp_path: Path) -> None:
-    """The .deb, two nodes, then a third joins while a tunable and ctdb.conf change.
+@dataclass
+class Lab:
+    """Three clean systemd containers (no pyctdb), sshd in each, the controller in the
+    lab's client namespace; the role's inputs as the last run applied them."""
 
-    The controller is in the lab's client namespace and reaches each node's sshd on the
-    node's fixed public address; the nodes are clean clones of this machine.
+    sb: Any
+    tmp: Path
+    inputs: dict[str, Any]
+
+    @property
+    def ips(self) -> list[str]:
+        """The public addresses the role gives the cluster now."""
+        return [a["address"].split("/")[0] for a in self.inputs["pyctdb_public_addresses"]]
+
+    def play(self, *args: str) -> dict[str, Any]:
+        """The role's main entry point on the lab's nodes; the JSON callback's document."""
+        sb, tmp = self.sb, self.tmp
+        inventory = {"cluster": {"hosts": {f"n{n.pnn}": {"ansible_host": n.public_ip}
+                                           for n in sb.topo.nodes}, "vars": self.inputs}}
+        (tmp / "site.yml").write_text(json.dumps([{
+            # the role gathers the few facts it needs (run time: each task counts)
+            "name": "Deploy pyctdb", "hosts": "cluster", "gather_facts": False,
+            "roles": ["pyctdb"]}]))
+        (tmp / "inventory.yml").write_text(json.dumps(inventory))
+        env = {**_env(tmp), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ANSIBLE_PIPELINING": "1"}
+        result = subprocess.run(
+            sb.client_argv([ANSIBLE_PLAYBOOK, "-i", str(tmp / "inventory.yml"),
+                            str(tmp / "site.yml"), *args]),
+            capture_output=True, text=True, env=env, cwd=tmp, timeout=600, check=False)
+        try:
+            return json.loads(result.stdout)  # type: ignore[no-any-return]
+        except json.JSONDecodeError:
+            pytest.fail(f"ansible-playbook gave no JSON (rc {result.returncode}):\n"
+                        f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+    def in_node(self, pnn: int, *argv: str, check: bool = True) -> str:
+        return str(self.sb.exec(pnn, [*NODE_ENV, *argv], check=check, timeout=60).stdout)
+
+    def unit(self, pnn: int, prop: str, unit: str = "ctdb.service") -> str:
+        return self.in_node(pnn, "systemctl", "show", "--timestamp=unix", "-p", prop,
+                            "--value", unit).strip()
+
+    def main_pids(self, pnns: tuple[int, ...] = (0, 1, 2)) -> list[int]:
+        """ctdb.service's MainPID (ctdbd) on each node, as the node sees it."""
+        return [int(self.unit(pnn, "MainPID")) for pnn in pnns]
+
+    def hosts(self, via: int = 0) -> dict[str, int]:
+        """Every public address and the node hosting it (-1: nobody), as *via* sees it."""
+        out = self.in_node(via, "ctdb", "ip", "all")
+        return {ip: int(pnn) for ip, pnn in (ln.split() for ln in out.splitlines()[1:])}
+
+    def wait_all_ok_and_hosted(self, nodes: int) -> dict[str, int]:
+        """Until *nodes* nodes are OK and every public address is hosted; who hosts which."""
+        from ctdb.sandbox.lab import wait_for
+
+        def ready() -> dict[str, int] | None:
+            status = self.in_node(0, "ctdb", "nodestatus", "all", check=False)
+            hosts = self.hosts()
+            if status.count(" OK") != nodes or sorted(hosts) != sorted(self.ips) or \
+                    -1 in hosts.values():
+                return None
+            return hosts
+
+        return wait_for(f"{nodes} nodes OK and {', '.join(self.ips)} hosted", ready,
+                        timeout=60, interval=0.5)
+
+    def smb_round_trip(self, put_ip: str, get_ip: str, name: str) -> str:
+        """A file put through *put_ip* and read back through *get_ip*: the same SHA-256.
+
+        The put is tried until a deadline: a node is OK once smbd runs, and smbd may take
+        a moment more to listen.
+        """
+        from ctdb.sandbox import fileclient, services
+        from ctdb.sandbox.lab import wait_for
+
+        data = os.urandom(256 * 1024)
+        put = wait_for(f"an SMB put through {put_ip}", lambda: fileclient.smb_put(
+            put_ip, SMB_SHARE, name, data, self.sb.topo.client, timeout=10), timeout=30,
+            interval=0.5)
+        assert put == fileclient.sha256(data)
+        assert fileclient.smb_get(get_ip, SMB_SHARE, name, self.sb.topo.client) == put
+        # on the storage every node shares, as smbd wrote it
+        assert (services.storage(self.sb) / services.SHARE / name).read_bytes() == data
+        return put
+
+
+@pytest.fixture(scope="module")
+def lab3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The .deb built from this tree, and a lab of three clean nodes to deploy it on.
+
+    ``services=["smb"]`` gives the clean nodes what smbd needs and a clone of this machine
+    lacks: smbd.service unmasked (not enabled) and the lab's shared storage bound at
+    /srv/pyctdb (the role then writes its own smb.conf over the lab's).  Every node runs
+    the probe's echo service, which answers on whatever public address the node holds.
     """
+    from ctdb.sandbox import services
     from ctdb.sandbox.lab import Options, Sandbox
+    from ctdb.sandbox.probe import start_echo
     from tests.leftovers import leftovers
 
-    build = subprocess.run([str(ROOT / "packaging" / "build.sh"), str(tmp_path / "pkg")],
+    tmp = tmp_path_factory.mktemp("ansible-lab")
+    build = subprocess.run([str(ROOT / "packaging" / "build.sh"), str(tmp / "pkg")],
                            capture_output=True, text=True, timeout=300, check=False,
                            env={**os.environ, "PYCTDB_PACKAGES": "deb"})
     assert build.returncode == 0, build.stderr[-3000:]
-    (deb,) = (tmp_path / "pkg").glob("pyctdb_*_all.deb")
-    with Sandbox(Options(name=LAB, nodes=3, backend="nspawn", public_ips=3,
-                         pyctdb_unit=False)) as sb:
-        _start_sshd(sb, tmp_path)
-        nodes = sb.topo.nodes
-        inputs: dict[str, Any] = {
-            "ansible_user": "root",
-            "ansible_python_interpreter": HOST_PYTHON,
-            "ansible_ssh_private_key_file": str(tmp_path / "id"),
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-                                       " -o ControlMaster=auto -o ControlPersist=5s"
-                                       # a short path: a unix socket's is at most 107 bytes
-                                       f" -o ControlPath={sb.topo.root}/cp-%C",
-            "pyctdb_nodes": [n.private_ip for n in nodes[:2]],
-            "pyctdb_public_addresses": [{"address": f"{ip}/24", "interfaces": ["eth1"]}
-                                        for ip in sb.topo.public_ips],
-            "pyctdb_tunables": {"MonitorInterval": 15},
-            "pyctdb_package_source": "file",
-            "pyctdb_package_file": str(deb),
-        }
-        inventory = {"cluster": {"hosts": {f"n{n.pnn}": {"ansible_host": n.public_ip}
-                                           for n in nodes}, "vars": inputs}}
+    (deb,) = (tmp / "pkg").glob("pyctdb_*_all.deb")
+    assert services.SHARE == SMB_SHARE
+    # four public addresses in the lab's network; the role gives the cluster three at first
+    try:
+        with Sandbox(Options(name=LAB, nodes=3, backend="nspawn", public_ips=4,
+                             services=["smb"], pyctdb_unit=False)) as sb:
+            _start_sshd(sb, tmp)
+            start_echo(sb)
+            nodes = sb.topo.nodes
+            inputs: dict[str, Any] = {
+                "ansible_user": "root",
+                "ansible_python_interpreter": HOST_PYTHON,
+                "ansible_ssh_private_key_file": str(tmp / "id"),
+                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no"
+                                           " -o UserKnownHostsFile=/dev/null"
+                                           " -o ControlMaster=auto -o ControlPersist=30s"
+                                           # a short path: a unix socket's is at most 107
+                                           f" -o ControlPath={sb.topo.root}/cp-%C",
+                "pyctdb_nodes": [n.private_ip for n in nodes[:2]],
+                "pyctdb_public_addresses": [{"address": f"{ip}/24", "interfaces": ["eth1"]}
+                                            for ip in sb.topo.public_ips[:3]],
+                "pyctdb_tunables": {"MonitorInterval": 15},
+                "pyctdb_services": {"samba": True},
+                "pyctdb_shares": [{"name": SMB_SHARE, "path": str(services.SHARE_PATH),
+                                   "protocols": ["smb"], "guest_ok": True,
+                                   "comment": "the lab's shared storage"}],
+                "pyctdb_smb_globals": {"workgroup": "PYCTDB", "map to guest": "Bad User",
+                                       "netbios name": f"PCTDB-{LAB}".upper()},
+                "pyctdb_package_source": "file",
+                "pyctdb_package_file": str(deb),
+            }
+            yield Lab(sb, tmp, inputs)
+        assert leftovers(LAB) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-        def in_node(pnn: int, *argv: str, check: bool = True) -> str:
-            return str(sb.exec(pnn, [*NODE_ENV, *argv], check=check, timeout=60).stdout)
 
-        # Two nodes: installed, configured, started, OK.
-        doc = _lab_playbook(sb, tmp_path, inventory, "--limit", "n0,n1")
+@pytest.mark.netns
+def test_two_nodes_deployed_serve_smb_through_the_public_addresses(lab3: Lab) -> None:
+    """The .deb on two clean nodes: both OK, every address hosted, smbd run by serviced,
+    and the share reachable from the client through a public address."""
+    from ctdb.sandbox.lab import wait_for
+
+    doc = lab3.play("--limit", "n0,n1")
+    _ok(doc)
+    assert "Number of nodes:2" in lab3.in_node(0, "ctdb", "nodestatus", "all", check=False)
+    assert lab3.in_node(1, "systemctl", "is-enabled", "ctdb.service").strip() == "enabled"
+    assert lab3.in_node(1, "stat", "-c", "%a", "/etc/ctdb/cluster.key").strip() == "600"
+    hosts = lab3.wait_all_ok_and_hosted(2)
+    assert sorted(set(hosts.values())) == [0, 1]
+    for pnn in (0, 1):
+        # smbd runs, started by the cluster (serviced), not at boot
+        wait_for(f"smbd running on node {pnn}", lambda pnn=pnn: lab3.in_node(
+            pnn, "ctdb", "service", "list", check=False).split()[:3] == [
+                "smb", "smbd.service", "active/running"], timeout=30)
+        assert lab3.in_node(pnn, "systemctl", "is-enabled", "smbd.service",
+                            check=False).strip() != "enabled"
+        smb_conf = lab3.in_node(pnn, "cat", "/etc/samba/smb.conf")
+        assert smb_conf.startswith(MANAGED + "\n")  # the role's, not the lab's
+        assert "[data]\n    path = /srv/pyctdb/data\n" in smb_conf
+    assert lab3.in_node(2, "systemctl", "is-active", "ctdb.service",
+                        check=False).strip() == "inactive"  # not in the play
+    by_node = {pnn: ip for ip, pnn in hosts.items()}
+    lab3.smb_round_trip(by_node[0], by_node[1], "two-nodes.bin")
+
+
+@pytest.mark.netns
+def test_a_third_node_joins_while_a_tunable_and_ctdb_conf_change(lab3: Lab) -> None:
+    """The new node runs before the others reload the nodes file; the tunable changes
+    live; ctdb.conf's change restarts the two running nodes one after the other."""
+    lab3.inputs["pyctdb_nodes"] = [n.private_ip for n in lab3.sb.topo.nodes]
+    lab3.inputs["pyctdb_tunables"] = {"MonitorInterval": 10}
+    lab3.inputs["pyctdb_ctdb_conf"] = {"logging": {"log level": "INFO"}}
+    doc = lab3.play()
+    _ok(doc)
+    steps = _steps(doc, ("Start the node manager, also at boot",
+                         "Reload the nodes file on every node, through one that ran before",
+                         "Reload the public addresses on every node, through one that ran before",
+                         "Apply the changed tunables live", *ROLL_STEPS))
+    assert [(name, hosts) for name, hosts, _, _ in steps] == [
+        ("Start the node manager, also at boot", ["n0", "n1", "n2"]),
+        # the new node runs before the others reload the nodes file; their public
+        # addresses did not change, so no reloadips
+        ("Reload the nodes file on every node, through one that ran before", ["n0"]),
+        ("Apply the changed tunables live", ["n0", "n1"]),  # not the new node
+        *[(name, ["n0"]) for name in ROLL_STEPS] * 2,
+    ]
+    # The two nodes that ran restarted one after the other, n0 first, each within its
+    # own restart step; the new node was not restarted.
+    restarts = [(start, end) for name, _, start, end in steps if name.startswith("Restart")]
+    for pnn, (start, end) in enumerate(restarts):
+        since = lab3.unit(pnn, "ActiveEnterTimestamp")
+        assert start - 1 <= float(since.lstrip("@")) <= end + 1, (pnn, since, start, end)
+    assert restarts[0][1] <= restarts[1][0]
+    assert float(lab3.unit(2, "ActiveEnterTimestamp").lstrip("@")) < restarts[0][0]
+    for pnn in range(3):
+        assert "MonitorInterval         = 10" in lab3.in_node(pnn, "ctdb", "getvar",
+                                                           "MonitorInterval")
+    hosts = lab3.wait_all_ok_and_hosted(3)
+    assert sorted(hosts.values()) == [0, 1, 2]
+    # the new node serves the share too: through its address, read back through another
+    by_node = {pnn: ip for ip, pnn in hosts.items()}
+    lab3.smb_round_trip(by_node[2], by_node[0], "three-nodes.bin")
+
+
+@pytest.mark.netns
+def test_a_rolling_restart_moves_every_address_gracefully(lab3: Lab) -> None:
+    """ctdb.conf changes: each node in turn is disabled (its addresses move to the
+    others), restarted and enabled, while the client probe asks every address every
+    10 ms; no address goes unanswered longer than a graceful move."""
+    from ctdb.sandbox.lab import wait_for
+    from ctdb.sandbox.probe import Probe
+
+    ips = lab3.ips
+    lab3.wait_all_ok_and_hosted(3)
+    pids = lab3.main_pids()
+    lab3.inputs["pyctdb_ctdb_conf"] = {"logging": {"log level": "NOTICE"}}
+
+    def answered(probe: Probe) -> bool:
+        last = {e["ip"]: e["node"] for e in probe.events}
+        return sorted(last) == sorted(ips) and None not in last.values()
+
+    def settled(probe: Probe) -> bool:
+        """Every address answered by the node the cluster says hosts it."""
+        hosts = lab3.hosts()
+        last = {e["ip"]: e["node"] for e in probe.events}
+        return last == {ip: f"node{hosts[ip]}" for ip in ips}
+
+    with Probe(lab3.sb, ips, interval=0.01) as probe:
+        wait_for("the probe's answers from every address", lambda: answered(probe),
+                 timeout=20)
+        started = probe.events[-1]["t"]
+        doc = lab3.play()
         _ok(doc)
-        assert "Number of nodes:2" in in_node(0, "ctdb", "nodestatus", "all")
-        assert in_node(1, "systemctl", "is-enabled", "ctdb.service").strip() == "enabled"
-        assert in_node(1, "stat", "-c", "%a", "/etc/ctdb/cluster.key").strip() == "600"
+        lab3.wait_all_ok_and_hosted(3)
+        # the last node's addresses may still be moving back to it
+        wait_for("every address answered by its host after the restarts",
+                 lambda: settled(probe), timeout=20, interval=0.2)
+    steps = _steps(doc, ROLL_STEPS)
+    assert [(name, hosts) for name, hosts, _, _ in steps] == [
+        (name, ["n0"]) for _ in range(3) for name in ROLL_STEPS]
+    # one node at a time, in inventory order, each within its own restart step
+    restarts = [(start, end) for name, _, start, end in steps if name.startswith("Restart")]
+    for pnn, (start, end) in enumerate(restarts):
+        since = float(lab3.unit(pnn, "ActiveEnterTimestamp").lstrip("@"))
+        assert start - 1 <= since <= end + 1, (pnn, since, start, end)
+    assert all(a[1] <= b[0] for a, b in pairwise(restarts)), restarts
+    new_pids = lab3.main_pids()
+    assert all(new != old for new, old in zip(new_pids, pids, strict=True)), (pids, new_pids)
+    assert "NOTICE" in lab3.in_node(1, "grep", "log level", "/etc/ctdb/ctdb.conf")
+    outages = {ip: probe.outages(ip, after=started) for ip in ips}
+    report = json.dumps(outages)
+    for ip in ips:
+        # every node was disabled in turn, so every address moved at least once ...
+        served = {e["node"] for e in probe.events if e["ip"] == ip}
+        assert len(served - {None}) >= 2, (ip, served, report)
+        # ... and never went unanswered for longer than a graceful move
+        for down, back, old, new in outages[ip]:
+            assert back - down < OUTAGE_BOUND, (ip, down, back, old, new, report)
+    # every address served at the end (settled above), by the node that hosts it
+    assert None not in {e["ip"]: e["node"] for e in probe.events}.values()
+    lab3.smb_round_trip(ips[0], ips[-1], "after-the-restarts.bin")
 
-        # A third node joins, a tunable changes (live) and ctdb.conf changes (restarts).
-        inputs["pyctdb_nodes"] = [n.private_ip for n in nodes]
-        inputs["pyctdb_tunables"] = {"MonitorInterval": 10}
-        inputs["pyctdb_ctdb_conf"] = {"logging": {"log level": "INFO"}}
-        doc = _lab_playbook(sb, tmp_path, inventory)
-        _ok(doc)
-        steps = _steps(doc, ("Start the node manager, also at boot",
-                             "Reload the nodes file on every node, through one that ran before",
-                             "Apply the changed tunables live",
-                             "Disable the node, so its public addresses move to the others first",
-                             "Restart the node manager", "Enable the node again"))
-        assert [(name, hosts) for name, hosts, _, _ in steps] == [
-            ("Start the node manager, also at boot", ["n0", "n1", "n2"]),
-            # the new node runs before the others reload the nodes file
-            ("Reload the nodes file on every node, through one that ran before", ["n0"]),
-            ("Apply the changed tunables live", ["n0", "n1"]),  # not the new node
-            *[("Disable the node, so its public addresses move to the others first", ["n0"]),
-              ("Restart the node manager", ["n0"]), ("Enable the node again", ["n0"])] * 2,
-        ]
-        # The two nodes that ran restarted one after the other, n0 first, each within its
-        # own restart step; the new node was not restarted.
-        restarts = [(start, end) for name, _, start, end in steps if name.startswith("Restart")]
-        for pnn, (start, end) in enumerate(restarts):
-            since = in_node(pnn, "systemctl", "show", "--timestamp=unix", "-p",
-                            "ActiveEnterTimestamp", "--value", "ctdb.service").strip()
-            assert start - 1 <= float(since.lstrip("@")) <= end + 1, (pnn, since, start, end)
-        assert restarts[0][1] <= restarts[1][0]
-        since = in_node(2, "systemctl", "show", "--timestamp=unix", "-p",
-                        "ActiveEnterTimestamp", "--value", "ctdb.service").strip()
-        assert float(since.lstrip("@")) < restarts[0][0]
-        for pnn in range(3):
-            assert "MonitorInterval         = 10" in in_node(pnn, "ctdb", "getvar",
-                                                              "MonitorInterval")
-        status = in_node(2, "ctdb", "nodestatus", "all")
-        assert status.count(" OK") == 3, status
-        hosted = in_node(2, "ctdb", "ip", "all")
-        assert sorted(line.split()[1] for line in hosted.splitlines()[1:]) == ["0", "1", "2"]
 
-        # The same inputs again: nothing changes.
-        doc = _lab_playbook(sb, tmp_path, inventory)
-        _ok(doc)
-        assert _changed(doc) == {"n0": 0, "n1": 0, "n2": 0}
+@pytest.mark.netns
+def test_a_new_public_address_is_added_live(lab3: Lab) -> None:
+    """public_addresses changes: ``ctdb reloadips`` applies it, no node restarts, and the
+    new address is hosted and serves the share."""
+    new = lab3.sb.topo.public_ips[3]
+    assert new not in lab3.hosts()
+    pids = lab3.main_pids()
+    lab3.inputs["pyctdb_public_addresses"] = [
+        *lab3.inputs["pyctdb_public_addresses"], {"address": f"{new}/24", "interfaces": ["eth1"]}]
+    doc = lab3.play()
+    _ok(doc)
+    reload = _task_results(
+        doc, "Reload the public addresses on every node, through one that ran before")
+    assert [bool(r.get("changed")) for r in reload] == [True], reload
+    assert next(r for r in reload if not r.get("skipped"))["cmd"][-1] == "reloadips"
+    assert _steps(doc, ROLL_STEPS) == []
+    assert lab3.main_pids() == pids  # no node restarted
+    for pnn in range(3):
+        assert f"{new}/24 eth1\n" in lab3.in_node(pnn, "cat", "/etc/ctdb/public_addresses")
+    hosts = lab3.wait_all_ok_and_hosted(3)
+    assert hosts[new] in (0, 1, 2)
+    assert lab3.main_pids() == pids
+    lab3.smb_round_trip(new, lab3.ips[0], "new-address.bin")
 
-        # Check mode: a change is shown with its diff, and nothing is done.
-        before = [in_node(pnn, "cat", "/etc/ctdb/ctdb.tunables") for pnn in range(3)]
-        inputs["pyctdb_tunables"] = {"MonitorInterval": 12}
-        doc = _lab_playbook(sb, tmp_path, inventory, "--check", "--diff")
-        _ok(doc)
-        diffs = [res["diff"] for task in doc["plays"][0]["tasks"]
-                 if task["task"]["name"].endswith("Write ctdb.tunables, checked by ctdb-config")
-                 for res in task["hosts"].values()]
-        assert len(diffs) == 3
-        assert all("+MonitorInterval=12\n" in _unified(d[0]) for d in diffs)
-        assert [in_node(pnn, "cat", "/etc/ctdb/ctdb.tunables") for pnn in range(3)] == before
-        assert "MonitorInterval         = 10" in in_node(1, "ctdb", "getvar", "MonitorInterval")
-        assert in_node(0, "ctdb", "nodestatus", "all").count(" OK") == 3
-    assert leftovers(LAB) == []
+
+@pytest.mark.netns
+def test_the_same_inputs_again_change_nothing(lab3: Lab) -> None:
+    doc = lab3.play()
+    _ok(doc)
+    assert _changed(doc) == {"n0": 0, "n1": 0, "n2": 0}
+
+
+@pytest.mark.netns
+def test_check_mode_shows_a_change_and_does_nothing(lab3: Lab) -> None:
+    before = [lab3.in_node(pnn, "cat", "/etc/ctdb/ctdb.tunables") for pnn in range(3)]
+    inputs = lab3.inputs
+    lab3.inputs = {**inputs, "pyctdb_tunables": {"MonitorInterval": 12}}
+    try:
+        doc = lab3.play("--check", "--diff")
+    finally:
+        lab3.inputs = inputs
+    _ok(doc)
+    diffs = [res["diff"] for res in _task_results(
+        doc, "Write ctdb.tunables, checked by ctdb-config")]
+    assert len(diffs) == 3
+    assert all("+MonitorInterval=12\n" in _unified(d[0]) for d in diffs)
+    assert [lab3.in_node(pnn, "cat", "/etc/ctdb/ctdb.tunables") for pnn in range(3)] == before
+    assert "MonitorInterval         = 10" in lab3.in_node(1, "ctdb", "getvar", "MonitorInterval")
+    assert lab3.in_node(0, "ctdb", "nodestatus", "all").count(" OK") == 3
