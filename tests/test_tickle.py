@@ -166,7 +166,9 @@ def test_tickle_command_sends_a_tickle_ack(sb: Sandbox) -> None:
     try:
         assert sniffer.stdout is not None
         assert sniffer.stdout.readline().strip() == "ready"
-        sb.ctdb(0, "tickle", f"{sb.topo.client_ip}:40123", f"{ip}:{PORT}")
+        # From the address's holder: elsewhere its nftables gate keeps the address dark.
+        node = wait_for(f"{ip} hosted", lambda: (h := holder(sb, ip)) >= 0 and h + 1) - 1
+        sb.ctdb(node, "tickle", f"{sb.topo.client_ip}:40123", f"{ip}:{PORT}")
         out, _ = sniffer.communicate(timeout=15)
         assert out.strip() == "tickled"
     finally:
@@ -174,3 +176,7 @@ def test_tickle_command_sends_a_tickle_ack(sb: Sandbox) -> None:
         sniffer.wait()
     bad = sb.ctdb(0, "tickle", "nonsense", "x:1", check=False)
     assert bad.returncode == 2
+    gated = sb.ctdb(1 - node, "tickle", f"{sb.topo.client_ip}:40123", f"{ip}:{PORT}",
+                    check=False)
+    assert (gated.returncode, gated.stderr.strip()) == (
+        1, "cannot send the tickle: Operation not permitted")

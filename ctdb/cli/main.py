@@ -984,7 +984,11 @@ def cmd_tickle(s: Session) -> int:
     server side) to SRC (the client), so the client resets the connection."""
     from ctdb.failoverd.tickle import send_tickles
 
-    send_tickles(_pairs(s, "tickle"), count=1)
+    try:
+        send_tickles(_pairs(s, "tickle"), count=1)
+    except OSError as exc:
+        # EPERM: this node's nftables gate holds the address dark (it does not host it).
+        raise CtdbError(f"cannot send the tickle: {exc.strerror or exc}") from None
     return 0
 
 
