@@ -894,10 +894,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             log(f"failed; logs kept in {work}")
-    info["loadavg_at_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    info["duration"] = f"{time.monotonic() - started:.0f} s"
-    info["CPU used by other processes meanwhile"] = measure.others_share(
-        cpu_before, measure.cpu_snapshot())
+    measure.finish_context(info, started, cpu_before)
     print(table(trials, clusters))
     print(details(trials, clusters, args.ctdb_slow_repeats))
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))

@@ -273,3 +273,10 @@ def machine() -> dict[str, str]:
         "samba_ctdb": ctdb_pkg or "not installed",
         "loadavg_at_start": load,
     }
+
+
+def finish_context(info: dict[str, str], started: float, cpu_before: Any) -> None:
+    """The run's closing context, as every bench prints it: load, duration, foreign CPU."""
+    info["loadavg_at_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    info["duration"] = f"{time.monotonic() - started:.0f} s"
+    info["CPU used by other processes meanwhile"] = others_share(cpu_before, cpu_snapshot())
